@@ -1,0 +1,58 @@
+# voxar developer entry points. Every target installs what it needs itself (Debian packages + a virtualenv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,live,eval,train
+APT_PACKAGES := espeak-ng flite libportaudio2 libsndfile1 sox
+PYTEST_ARGS ?=
+comma := ,
+
+.PHONY: help install sysdeps test lint format bench demo clean
+
+help:
+	@echo "make demo     set up everything and run the main job"
+	@echo "make test     set up and run the test suite"
+	@echo "make lint     ruff check + format check"
+	@echo "make bench    CPU benchmarks (JSON under exp/bench/)"
+	@echo "make install  Debian packages + $(VENV) with voxar[$(EXTRAS)] (torch pinned by constraints.txt)"
+
+sysdeps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+install: sysdeps $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+# pytest exits 5 when it collects no test: that is a failure of the suite, not a pass, and says so.
+test: install
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check voxar tests
+	$(VENV)/bin/ruff format --check voxar tests
+
+format: install
+	$(VENV)/bin/ruff check --fix voxar tests
+	$(VENV)/bin/ruff format voxar tests
+
+bench: install
+	@mkdir -p exp/bench
+	$(VENV)/bin/voxar bench features --device cpu -o exp/bench/features_cpu.json
+
+demo: install
+	bash scripts/demo.sh $(VENV)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info out

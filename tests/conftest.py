@@ -1,0 +1,54 @@
+"""Shared pytest fixtures. Test audio is synthesised in code; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_voxar(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 120):
+    """Run ``python -m voxar ARGS`` in a subprocess; returns the CompletedProcess (bytes stdout/stderr)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "voxar", *args], capture_output=True, env=full_env, input=input, timeout=timeout
+    )
+
+
+@pytest.fixture
+def alsa_file_devices(tmp_path):
+    """A HOME whose .asoundrc defines two ALSA ``type file`` PCMs: ``voxar_mic`` (capture from a raw file) and
+    ``voxar_spk`` (playback into a raw file). PortAudio lists them as real devices, so live-audio code runs without
+    a sound card. Yields (env, mic_raw_path, speaker_raw_path); the mic file holds 1 s of silence at 16 kHz s16le.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    mic = tmp_path / "mic.raw"
+    spk = tmp_path / "spk.raw"
+    mic.write_bytes(b"\x00\x00" * 16000)
+    (home / ".asoundrc").write_text(
+        f"""
+pcm.voxar_mic {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{mic}"
+    format "raw"
+    hint {{ show on description "voxar test microphone" }}
+}}
+pcm.voxar_spk {{
+    type file
+    slave.pcm "null"
+    file "{spk}"
+    format "raw"
+    hint {{ show on description "voxar test speaker" }}
+}}
+"""
+    )
+    yield {"HOME": str(home)}, mic, spk

@@ -1,0 +1,3 @@
+from voxar.cli import main
+
+main()

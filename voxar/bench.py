@@ -1,0 +1,98 @@
+"""``voxar bench ...``: speed benchmarks that print JSON (targets are checked here, never in unit tests).
+
+Each benchmark reports the hardware it ran on, warm-up excluded, with percentiles over repeated runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Speed benchmarks (JSON on stdout or -o FILE).", no_args_is_help=True)
+
+
+def hardware(device: str) -> dict[str, str | int]:
+    """Name the machine a figure was measured on."""
+    import os
+
+    import torch
+
+    info: dict[str, str | int] = {
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    arr = np.asarray(values_ms, dtype=np.float64)
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 4),
+        "p95_ms": round(float(np.percentile(arr, 95)), 4),
+        "mean_ms": round(float(arr.mean()), 4),
+    }
+
+
+def write_result(result: dict, output: Path | None) -> None:
+    text = json.dumps(result, indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def features(
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    preset: list[str] = typer.Option(["16k", "vocos24k"], help="Mel presets to time."),
+    seconds: float = typer.Option(10.0, help="Audio length per call."),
+    batch: int = typer.Option(1, help="Batch size."),
+    repeats: int = typer.Option(20, help="Timed repetitions after warm-up."),
+    threads: int = typer.Option(0, help="torch threads (0 = leave as is)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
+) -> None:
+    """Log-mel extraction speed: milliseconds per call and real-time factor, per preset."""
+    import torch
+
+    from voxar.audio import LogMelSpectrogram, MelConfig
+    from voxar.errors import VoxarError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VoxarError("CUDA requested but torch.cuda.is_available() is False")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    results = {}
+    for name in preset:
+        cfg = MelConfig.preset(name)
+        mel = LogMelSpectrogram(cfg).to(device)
+        wav = torch.randn(batch, int(seconds * cfg.sample_rate), device=device) * 0.1
+        times = []
+        with torch.inference_mode():
+            for i in range(repeats + 3):
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                mel(wav)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1000)
+        stats = percentiles(times)
+        stats["rtf"] = round(stats["p50_ms"] / 1000 / (seconds * batch), 6)
+        results[name] = stats
+    write_result(
+        {"benchmark": "features", "seconds": seconds, "batch": batch, **hardware(device), "presets": results}, output
+    )

@@ -36,8 +36,9 @@ def _plain(value: Any) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
     """Build ``cls`` from ``data``; unknown keys and type mismatches raise :class:`VoxarConfigError`."""
-    data = dict(data or {})
     name = where or cls.__name__
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise VoxarConfigError(f"{name}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}

@@ -98,3 +98,47 @@ def test_devices_without_sounddevice_is_one_line_error():
     err = r.stderr.decode().strip()
     assert err.startswith("voxar: error: sounddevice is not installed")
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def _write(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_bad_audio_files_give_one_line_errors_naming_the_file(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    corrupt = _write(tmp_path / "corrupt.wav", b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    missing = tmp_path / "missing.wav"
+    for path in (corrupt, empty, silent, missing):
+        r = run_voxar("audio", "info", str(path))
+        err = r.stderr.decode().strip()
+        assert r.returncode == 1, err
+        assert "Traceback" not in err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("voxar: error: ") and str(path) in err
+
+
+def test_audio_info_and_convert(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(32000) / 32000
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    src = tmp_path / "in.flac"
+    sf.write(src, stereo.astype(np.float32), 32000)
+    r = run_voxar("audio", "info", "--json", str(src))
+    assert r.returncode == 0, r.stderr.decode()
+    row = json.loads(r.stdout)
+    assert row["sample_rate"] == 32000 and row["channels"] == 2 and abs(row["seconds"] - 1.0) < 1e-3
+    dst = tmp_path / "out.wav"
+    r = run_voxar("audio", "convert", str(src), str(dst), "--sr", "16000", "--peak", "-3")
+    assert r.returncode == 0, r.stderr.decode()
+    wav, sr = sf.read(dst)
+    assert sr == 16000 and wav.ndim == 1 and abs(len(wav) - 16000) <= 1
+    assert abs(20 * np.log10(np.abs(wav).max()) + 3) < 0.1

@@ -89,9 +89,11 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print as JSON on st
 
 def _register() -> None:
     """Attach every subcommand group. Later capabilities (tts, vc, train, eval, bench) add one line each here."""
+    from voxar.audio.cli import app as audio_app
     from voxar.bench import app as bench_app
     from voxar.data.cli import app as data_app
 
+    app.add_typer(audio_app, name="audio")
     app.add_typer(data_app, name="data")
     app.add_typer(bench_app, name="bench")
 

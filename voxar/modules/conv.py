@@ -1,0 +1,111 @@
+"""1-D convolutions that stream: causal (left padding only) and 'same' (centred, with lookahead).
+
+Both are a stride-1 ``nn.Conv1d`` over an input zero-padded with ``left_pad`` frames on the left and ``lookahead``
+frames on the right, ``left_pad + lookahead = (kernel_size - 1) * dilation``:
+
+- :class:`StreamingConv1d` (default ``lookahead=0``) is causal: output ``t`` sees inputs ``<= t``.
+- :class:`SameConv1d` is the usual non-causal ``padding=(k - 1) * dilation // 2`` conv (as in the published
+  Vocos layout); it streams with a lookahead of ``(k - 1) * dilation // 2`` frames and a :meth:`flush` that applies
+  the right zero padding at the end of the stream.
+
+Streaming state: the last ``(k - 1) * dilation`` padded input frames (initially the ``left_pad`` zeros). Chunked
+output equals ``forward`` exactly (the same ``conv1d`` over the same frames). Weights live in ``.conv`` (an
+``nn.Conv1d`` without padding), so both variants have the same state-dict keys.
+
+Shapes: input ``(B, C_in, T)``, output ``(B, C_out, T)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from voxar.modules.streaming import StreamingModule
+
+
+@dataclass
+class ConvState:
+    """Streaming state of a conv: ``cache`` (B, C_in, <= (k - 1) * dilation) holds the last padded input frames."""
+
+    cache: torch.Tensor
+
+
+class StreamingConv1d(StreamingModule):
+    """Stride-1 Conv1d with ``left_pad = (k - 1) * dilation - lookahead`` zeros on the left (causal by default).
+
+    Args:
+        in_channels, out_channels, kernel_size, dilation, groups, bias: as in ``nn.Conv1d`` (``groups=in_channels``
+            gives a depthwise conv).
+        lookahead: frames of right context (0 = causal); at most ``(k - 1) * dilation``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        lookahead: int = 0,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups, bias=bias)
+        self.context = (kernel_size - 1) * dilation
+        if not 0 <= lookahead <= self.context:
+            raise ValueError(f"lookahead must be in [0, {self.context}], got {lookahead}")
+        self.lookahead = lookahead
+        self.left_pad = self.context - lookahead
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, T)`` -> ``(B, C_out, T)`` (whole sequence, zero padding on both ends)."""
+        return self.conv(F.pad(x, (self.left_pad, self.lookahead)))
+
+    def init_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> ConvState:
+        device, dtype = self._default_device_dtype(device, dtype)
+        return ConvState(torch.zeros(batch_size, self.conv.in_channels, self.left_pad, device=device, dtype=dtype))
+
+    def step(self, x: torch.Tensor, state: ConvState) -> tuple[torch.Tensor, ConvState]:
+        """Chunk ``(B, C_in, n)`` -> ``(B, C_out, m)``: every output whose receptive field is complete."""
+        buf = torch.cat([state.cache, x.to(state.cache.dtype)], dim=-1)
+        n_out = buf.shape[-1] - self.context
+        if n_out > 0:
+            y = self.conv(buf)
+        else:
+            y = buf.new_zeros(buf.shape[0], self.conv.out_channels, 0)
+        state.cache = buf[..., buf.shape[-1] - min(buf.shape[-1], self.context) :]
+        return y, state
+
+    def flush(self, state: ConvState) -> torch.Tensor | None:
+        """The last ``lookahead`` outputs, computed with the right zero padding (None for a causal conv)."""
+        if self.lookahead == 0:
+            return None
+        pad = state.cache.new_zeros(state.cache.shape[0], state.cache.shape[1], self.lookahead)
+        y, state = self.step(pad, state)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"left_pad={self.left_pad}, lookahead={self.lookahead}"
+
+
+class SameConv1d(StreamingConv1d):
+    """Non-causal 'same' conv (``padding=(k - 1) * dilation // 2``), streamable with that many frames lookahead."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        context = (kernel_size - 1) * dilation
+        if context % 2:
+            raise ValueError(f"'same' padding needs an even (kernel_size - 1) * dilation, got {context}")
+        super().__init__(in_channels, out_channels, kernel_size, dilation, groups, bias, lookahead=context // 2)

@@ -92,10 +92,12 @@ def _register() -> None:
     from voxar.audio.cli import app as audio_app
     from voxar.bench import app as bench_app
     from voxar.data.cli import app as data_app
+    from voxar.eval.cli import eval_command
 
     app.add_typer(audio_app, name="audio")
     app.add_typer(data_app, name="data")
     app.add_typer(bench_app, name="bench")
+    app.command("eval")(eval_command)
 
 
 _register()

@@ -83,3 +83,10 @@ def test_to_dict_is_plain():
         "lr": None,
         "flag": False,
     }
+
+
+def test_yaml_exponent_strings_are_numbers(tmp_path):
+    (tmp_path / "c.yaml").write_text("lr: 3e-4\n")
+    assert load_config(Outer, tmp_path / "c.yaml").lr == 3e-4
+    with pytest.raises(VoxarConfigError, match="expected a number"):
+        from_dict(Outer, {"lr": "fast"})

@@ -85,8 +85,15 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if origin is typing.Literal and value not in typing.get_args(tp):
             raise VoxarConfigError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
         return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise VoxarConfigError(f"{where}: expected a number, got {value!r}")
     if tp is bool:
         if not isinstance(value, bool):
             raise VoxarConfigError(f"{where}: expected true/false, got {value!r}")

@@ -69,6 +69,7 @@ def save_model_dir(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model dir is meant to be shared
     try:
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(header, sort_keys=False), encoding="utf-8")
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "kind": kind})

@@ -23,6 +23,18 @@ EXTRAS = [
     "torchaudio",
 ]
 
+CORE_MODULES = [
+    "voxar",
+    "voxar.cli",
+    "voxar.audio",
+    "voxar.text",
+    "voxar.data",
+    "voxar.config",
+    "voxar.train",
+    "voxar.models.vocoder",
+    "voxar.eval",
+]
+
 BLOCKER = textwrap.dedent(
     """
     import sys
@@ -77,7 +89,7 @@ def test_core_modules_do_not_import_extras():
             sys.executable,
             "-c",
             "import sys, importlib\n"
-            "for m in ['voxar', 'voxar.cli', 'voxar.audio', 'voxar.text', 'voxar.data', 'voxar.config', 'voxar.train', 'voxar.models.vocoder', 'voxar.eval']:\n"
+            f"for m in {CORE_MODULES!r}:\n"
             "    importlib.import_module(m)\n"
             f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {EXTRAS!r})\n"
             "assert not bad, bad\n",

@@ -372,7 +372,7 @@ def test_dist_info_from_env(monkeypatch):
 
 
 def _ddp_worker(rank: int, port: int, tmp: Path) -> None:
-    """One rank of a 2-process gloo job (run in a forked child, so torch is not imported again)."""
+    """One rank of a 2-process gloo job (run in a spawned child process)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from voxar.train.distributed import any_rank, cleanup, device_for, init_distributed
@@ -415,13 +415,19 @@ def test_ddp_two_process_gloo_matches_single_process(tmp_path):
     x = torch.randn(8, 3)
     torch.save({"x": x, "y": x.sum(1, keepdim=True)}, tmp_path / "data.pt")
     port = _free_port()
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: forking after torch's thread pool has run (earlier tests) can deadlock the children
+    ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_ddp_worker, args=(rank, port, tmp_path)) for rank in range(2)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0, f"rank exited with {p.exitcode}"
+    try:
+        for p in procs:
+            p.join(timeout=180)
+            assert p.exitcode == 0, f"rank exited with {p.exitcode}"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
     # the same 3 steps in one process on the whole global batch
     model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     model.load_state_dict(torch.load(tmp_path / "init.pt", weights_only=True))

@@ -96,3 +96,34 @@ def features(
     write_result(
         {"benchmark": "features", "seconds": seconds, "batch": batch, **hardware(device), "presets": results}, output
     )
+
+
+@app.command()
+def vocoder(
+    model: Path | None = typer.Option(None, "--model", help="Vocoder model directory (default: random weights)."),
+    size: str | None = typer.Option(None, "--size", help="Named size with random weights: tiny, small, vocos24k."),
+    causal: bool | None = typer.Option(None, "--causal/--non-causal", help="Build (with --size; default non-causal)."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU, torch's default on CUDA)."),
+    chunks: str = typer.Option("1,4,16", help="Comma-separated chunk sizes in mel frames."),
+    seconds: float = typer.Option(10.0, help="Audio length streamed per chunk size."),
+    reference: bool = typer.Option(False, "--reference", help="Time the reference step path, not the fused one."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
+) -> None:
+    """Vocoder speed: per-chunk streaming compute (p50/p95 ms), streaming and full-pass RTF, latency.
+
+    Without --model the weights are random (speed does not depend on training; the JSON says "weights": "random").
+    """
+    from voxar.runtime.bench_vocoder import bench_vocoder, parse_chunks
+
+    result = bench_vocoder(
+        model_dir=None if model is None else str(model),
+        size=size,
+        causal=causal,
+        device=device,
+        threads=threads,
+        chunks=parse_chunks(chunks),
+        seconds=seconds,
+        fused=not reference,
+    )
+    write_result(result, output)

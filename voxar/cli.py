@@ -93,11 +93,13 @@ def _register() -> None:
     from voxar.bench import app as bench_app
     from voxar.data.cli import app as data_app
     from voxar.eval.cli import eval_command
+    from voxar.vocode import vocode_command
 
     app.add_typer(audio_app, name="audio")
     app.add_typer(data_app, name="data")
     app.add_typer(bench_app, name="bench")
     app.command("eval")(eval_command)
+    app.command("vocode")(vocode_command)
 
 
 _register()

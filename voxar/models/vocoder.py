@@ -21,6 +21,10 @@ over frames ``0..k`` gives, only the last ``hold_back = (n_fft - hop) / 2`` can 
 16k; the method brief's "n_fft - hop" is the buffer size). 'center' padding (the official Vocos 24 kHz head) gives
 ``k * hop`` samples with ``hold_back = n_fft / 2 - hop``. Output length: ``T * hop`` ('same') or ``(T - 1) * hop``
 ('center', as ``torch.istft(center=True)``).
+
+Inference: with autograd off, ``step`` of the exact stream runs a fused path (:mod:`voxar.models.vocoder_fused`:
+time-major activations, LayerNorm affines folded into Linear weights, no per-layer ``conv1d``), equal to the
+reference path up to float rounding; ``model.fused_step = False`` forces the reference path.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxar.errors import VoxarConfigError
+from voxar.models.vocoder_fused import FusedWeights, step_fused
 from voxar.modules.conv import ConvState, SameConv1d, StreamingConv1d
 from voxar.modules.streaming import StreamingModule
 
@@ -202,6 +207,7 @@ class ISTFT(StreamingModule):
         self.pad = (n_fft - hop_length) // 2 if padding == "same" else n_fft // 2
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
         self.hold_back = self.num_samples(1) - (hop_length - self.pad)
+        self._env_cache: dict[tuple, torch.Tensor] = {}
 
     def num_samples(self, num_frames: int) -> int:
         """Output length for ``num_frames`` frames."""
@@ -209,23 +215,34 @@ class ISTFT(StreamingModule):
             return num_frames * self.hop
         return max(0, num_frames - 1) * self.hop
 
-    def _overlap_add(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windowed frames overlap-added: ``(B, F, n)`` -> signal ``(B, (n - 1) * hop + n_fft)`` and envelope."""
-        n = spec.shape[-1]
-        length = (n - 1) * self.hop + self.n_fft
-        window = self.window.to(spec.real.dtype)
-        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1) * window[:, None]  # (B, n_fft, n)
-        fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop))
-        y = F.fold(frames, **fold)[:, 0, 0]  # (B, n_fft, n) -> (B, 1, 1, length) -> (B, length)
-        env = F.fold(window.square()[None, :, None].expand(1, -1, n), **fold)[0, 0, 0]  # (length,)
-        return y, env
+    def _fold(self, frames: torch.Tensor) -> torch.Tensor:
+        """Overlap-add ``(B, n_fft, n)`` frames -> ``(B, (n - 1) * hop + n_fft)``."""
+        length = (frames.shape[-1] - 1) * self.hop + self.n_fft
+        fold = F.fold(frames, output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop))
+        return fold[:, 0, 0]  # (B, 1, 1, length) -> (B, length)
+
+    def envelope(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """Overlap-added squared window of ``n`` frames, ``((n - 1) * hop + n_fft,)``; cached for chunk sizes."""
+        key = (n, dtype, self.window.device)
+        env = self._env_cache.get(key)
+        if env is None:
+            with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later with autograd on
+                env = self._fold(self.window.to(dtype).square()[None, :, None].expand(1, -1, n))[0]
+            if n <= 64:
+                self._env_cache[key] = env
+        return env
+
+    def frames(self, spec: torch.Tensor) -> torch.Tensor:
+        """Windowed inverse-FFT frames: complex ``(B, F, n)`` -> ``(B, n_fft, n)``."""
+        return torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window.to(spec.real.dtype)[:, None]
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         n = spec.shape[-1]
         out_len = self.num_samples(n)
         if out_len == 0:
             return spec.real.new_zeros(spec.shape[0], 0)
-        y, env = self._overlap_add(spec)
+        frames = self.frames(spec)
+        y, env = self._fold(frames), self.envelope(n, frames.dtype)
         return y[:, self.pad : self.pad + out_len] / env[self.pad : self.pad + out_len]
 
     def init_state(
@@ -240,10 +257,14 @@ class ISTFT(StreamingModule):
         )
 
     def step(self, spec: torch.Tensor, state: ISTFTState) -> tuple[torch.Tensor, ISTFTState]:
-        n = spec.shape[-1]
-        if n == 0:
+        if spec.shape[-1] == 0:
             return state.tail.new_zeros(state.tail.shape[0], 0), state
-        y, env = self._overlap_add(spec)
+        return self.step_frames(self.frames(spec), state)
+
+    def step_frames(self, frames: torch.Tensor, state: ISTFTState) -> tuple[torch.Tensor, ISTFTState]:
+        """:meth:`step` on windowed frames ``(B, n_fft, n)`` (n >= 1) from :meth:`frames`."""
+        n = frames.shape[-1]
+        y, env = self._fold(frames), self.envelope(n, frames.dtype)
         overlap = self.n_fft - self.hop
         y = torch.cat([y[:, :overlap] + state.tail, y[:, overlap:]], dim=1)
         env = torch.cat([env[:overlap] + state.env_tail, env[overlap:]])
@@ -290,11 +311,12 @@ class ISTFTHead(nn.Module):
 
 @dataclass
 class VocoderState:
-    """Exact stream: the embed conv, each block and the ISTFT overlap-add."""
+    """Exact stream: the embed conv, each block and the ISTFT overlap-add (+ the fused inference weights)."""
 
     embed: ConvState
     blocks: list[BlockState]
     istft: ISTFTState
+    fused: FusedWeights | None = None  # taken at the first step without autograd (shared by clone_state copies)
 
 
 @dataclass
@@ -326,6 +348,8 @@ class Vocoder(StreamingModule):
         self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, cfg.padding)
         self.apply(self._init_weights)
+        self.fused_step = True  # use the fused inference step when autograd is off (False: always the reference)
+        self._fused_cache: FusedWeights | None = None
         if cfg.stream_mode == "crossfade":
             self.lookahead, self.hold_back = 0, (cfg.crossfade_frames - 1) * cfg.hop_length
         else:
@@ -399,10 +423,13 @@ class Vocoder(StreamingModule):
     def step(
         self, mel: torch.Tensor, state: VocoderState | CrossfadeState
     ) -> tuple[torch.Tensor, VocoderState | CrossfadeState]:
-        """Mel chunk ``(B, M, n)`` (any n) -> the waveform samples ``(B, l)`` that became final."""
+        """Mel chunk ``(B, M, n)`` (any n) -> the waveform samples ``(B, l)`` that became final (fused path when
+        autograd is off, see the module docstring)."""
         self._check_mel(mel)
         if isinstance(state, CrossfadeState):
             return self._step_crossfade(mel, state)
+        if self.fused_step and not torch.is_grad_enabled() and mel.shape[-1] > 0:
+            return step_fused(self, mel, state), state
         x, state.embed = self.embed.step(mel, state.embed)
         return self._step_rest(x, state, flush=False), state
 

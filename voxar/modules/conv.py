@@ -81,6 +81,26 @@ class StreamingConv1d(StreamingModule):
         state.cache = buf[..., buf.shape[-1] - min(buf.shape[-1], self.context) :]
         return y, state
 
+    def step_windows(self, x: torch.Tensor, state: ConvState) -> torch.Tensor | None:
+        """Inference helper for fused kernels: append *time-major* frames ``x (B, n, C_in)`` to the cache and return
+        the input windows ``(B, m, k, C_in)`` of the ``m`` outputs that became final (None when ``m = 0``).
+
+        ``windows[b, t, j] @ weight[:, :, j]`` summed over ``j`` (plus the bias) is output ``t`` of :meth:`step`.
+        The windows are a strided view of one buffer (no copy); dilation must be 1. The cache is kept as a
+        ``(B, C_in, c)`` view of that buffer, so :meth:`step` and :meth:`flush` continue the same stream.
+        """
+        if self.conv.dilation[0] != 1:
+            raise ValueError("step_windows needs dilation 1")
+        cache = state.cache.transpose(1, 2)  # (B, C, c) -> (B, c, C)
+        buf = torch.cat([cache, x.to(cache.dtype)], dim=1)  # (B, c + n, C), contiguous
+        total, channels = buf.shape[1], buf.shape[2]
+        state.cache = buf[:, total - min(total, self.context) :].transpose(1, 2)  # (B, c', C) -> (B, C, c')
+        m = total - self.context
+        if m <= 0:
+            return None
+        k = self.context + 1
+        return buf.as_strided((buf.shape[0], m, k, channels), (buf.stride(0), channels, channels, 1))
+
     def flush(self, state: ConvState) -> torch.Tensor | None:
         """The last ``lookahead`` outputs, computed with the right zero padding (None for a causal conv)."""
         if self.lookahead == 0:

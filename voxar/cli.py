@@ -93,6 +93,7 @@ def _register() -> None:
     from voxar.bench import app as bench_app
     from voxar.data.cli import app as data_app
     from voxar.eval.cli import eval_command
+    from voxar.tts_cli import tts_command
     from voxar.vocode import vocode_command
 
     app.add_typer(audio_app, name="audio")
@@ -100,6 +101,7 @@ def _register() -> None:
     app.add_typer(bench_app, name="bench")
     app.command("eval")(eval_command)
     app.command("vocode")(vocode_command)
+    app.command("tts")(tts_command)
 
 
 _register()

@@ -41,10 +41,9 @@ Builds the synthetic corpus (stage 1). Options (defaults in brackets):
   --sim true|false        speaker similarity in the report [${sim}]
   --max_utts_per_spk N    utterances per speaker for the similarity [${max_utts_per_spk}]"
 
-if [ ! -f ./path.sh ] || [ ! -d ./local ]; then
-  echo "$0: run this recipe from its own directory (cd egs/synth && bash run.sh ...)" >&2
-  exit 1
-fi
+# The recipe runs in its own directory (as Kaldi/ESPnet recipes do), wherever it is called from; relative
+# --datadir/--wavdir/--expdir paths are relative to this directory.
+cd "$(dirname "${BASH_SOURCE[0]}")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh

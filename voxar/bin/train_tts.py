@@ -1,0 +1,528 @@
+"""Recipe entry point: train the zero-shot TTS model (patch LM + FM and MF heads) on a feature dump.
+
+Usage::
+
+    python -m voxar.bin.train_tts --config egs/synth/conf/tts_tiny.yaml --dump dump/train [--valid-dump dump/dev] \\
+        --exp exp/tts_tiny [--resume] [--max-steps N] [--device cpu|cuda] [--seed S] [--threads N] \\
+        [--override key=value ...]
+    torchrun --nproc_per_node 2 -m voxar.bin.train_tts ...      # DDP (gloo on CPU, nccl on CUDA)
+
+``--dump`` is the output of ``voxar data dump DATA DUMP --preset 16k`` (``manifest.jsonl`` with text and speaker,
+mel shards, ``stats.safetensors``); its CMVN statistics normalise the mels (``lm.set_mel_stats``). Batches are
+length-bucketed with a padded-frame budget ``max_frames`` (per process).
+
+**Conditioning per batch.** With probability ``prompt_prob`` the batch trains *prompt continuation*: each item's
+prompt is another utterance of its speaker (text = prompt transcript + " " + target transcript, prompt mel patches
+first). Otherwise it trains the transcript-free mode: the reference encoder reads another utterance of the speaker
+(a random crop of at most ``ref_max_frames``), or a random crop of the item itself when its speaker has one
+utterance. With probability ``spk_drop`` a batch has no speaker at all (the learned "no speaker" token). Items
+without a second utterance of their speaker fall back to the transcript-free mode.
+
+**Loss.** ``fm + mf_weight * mf + stop_weight * stop`` on the same LM hidden states (``mf_head: null`` trains FM
+only). ``exp/`` receives ``config.yaml``, ``checkpoint-<step>.pt`` + ``last.pt`` (atomic, ``keep_last`` kept),
+``train_log.jsonl``, ``tb/`` and, at each validation and at the end, ``model/``: the EMA weights as a TTS model
+directory (:meth:`voxar.tts.TTS.from_pretrained`). SIGINT/SIGTERM saves a checkpoint and exits with 128 + signal;
+``--resume`` continues exactly (step, optimiser, EMA, data order, RNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from voxar.errors import VoxarConfigError, VoxarDataError, VoxarError
+from voxar.models.heads import HeadConfig  # needed at import time: the config dataclass nests them
+from voxar.models.lm import LMConfig
+from voxar.tts import default_mf_head
+
+logger = logging.getLogger("voxar.train_tts")
+MODEL_DIR = "model"
+
+
+@dataclass
+class TTSTrainConfig:
+    """Everything a TTS run needs; ``egs/*/conf/tts_*.yaml`` maps onto it (unknown keys are errors)."""
+
+    preset: str = "16k"
+    tokenizer: Literal["char", "phoneme"] = "char"
+    lm: LMConfig = field(default_factory=LMConfig)
+    fm_head: HeadConfig = field(default_factory=lambda: HeadConfig.named("tiny"))
+    mf_head: HeadConfig | None = field(default_factory=default_mf_head)
+    # optimisation
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup: int = 100
+    lr_decay: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_steps: int = 1000
+    max_frames: int = 3000  # padded target frames per batch (per process)
+    max_utt_frames: int = 1500  # longer utterances are left out
+    num_buckets: int = 10
+    # losses
+    mf_weight: float = 1.0
+    stop_weight: float = 1.0
+    # conditioning
+    prompt_prob: float = 0.3
+    spk_drop: float = 0.05
+    ref_max_frames: int = 300
+    ref_min_frames: int = 50
+    # weights averaging, logging, checkpoints
+    ema_decay: float = 0.999
+    log_every: int = 10
+    valid_every: int = 500
+    valid_utts: int = 16
+    save_every: int = 500
+    keep_last: int = 3
+    amp: bool = True  # bf16 autocast on CUDA (CPU stays fp32)
+    tensorboard: bool = True
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        for key in ("max_steps", "max_frames", "log_every", "ref_max_frames", "ref_min_frames", "num_buckets"):
+            if getattr(self, key) < 1:
+                raise VoxarConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("prompt_prob", "spk_drop"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise VoxarConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise VoxarConfigError(f"lr must be positive, got {self.lr}")
+
+    def model_config(self, tokenizer: dict[str, Any]) -> Any:
+        """The :class:`voxar.tts.TTSModelConfig` of this run (``tokenizer``: ``Tokenizer.to_dict()``)."""
+        from voxar.tts import TTSModelConfig
+
+        return TTSModelConfig(self.preset, self.lm, self.fm_head, self.mf_head, tokenizer)
+
+
+def make_tokenizer(kind: str) -> Any:
+    from voxar.text import CharTokenizer, PhonemeTokenizer
+
+    return CharTokenizer() if kind == "char" else PhonemeTokenizer()
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+class TTSData:
+    """A dump's mels, tokenised texts and speaker index; builds training batches (see the module docstring)."""
+
+    def __init__(self, dump_dir: str | Path, tokenizer: Any, cfg: TTSTrainConfig, max_utts: int | None = None) -> None:
+
+        from voxar.audio import MelConfig
+        from voxar.data.dataset import MelDataset
+
+        self.cfg = cfg
+        self.ds = MelDataset(dump_dir, max_frames=cfg.max_utt_frames)
+        if self.ds.mel_config() != MelConfig.preset(cfg.preset):
+            raise VoxarDataError(f"{dump_dir}: features were not dumped with the {cfg.preset!r} mel preset")
+        texts = [e.get("text", "") for e in self.ds.entries]
+        keep, ids = [], []
+        encoded = self._encode_all(tokenizer, texts, dump_dir)
+        for i, enc in enumerate(encoded):
+            if enc is not None and int(self.ds.entries[i]["frames"]) >= cfg.lm.patch_size:
+                keep.append(i)
+                ids.append(enc)
+        if not keep:
+            raise VoxarDataError(f"{dump_dir}: no usable utterances (text and at least one patch of audio)")
+        self.ds.entries = [self.ds.entries[i] for i in keep][: max_utts or None]
+        self.ids = ids[: len(self.ds.entries)]
+        self.space = tokenizer.symbols.index(" ")
+        self.by_spk: dict[str, list[int]] = {}
+        for i, e in enumerate(self.ds.entries):
+            self.by_spk.setdefault(str(e.get("spk", "")), []).append(i)
+
+    @staticmethod
+    def _encode_all(tokenizer: Any, texts: list[str], where: Any) -> list[list[int] | None]:
+        from voxar.errors import VoxarTextError
+
+        try:
+            return list(tokenizer.encode_batch(texts))
+        except VoxarTextError:
+            out: list[list[int] | None] = []
+            for t in texts:
+                try:
+                    out.append(tokenizer.encode(t))
+                except VoxarTextError as e:
+                    logger.warning("%s: left out an utterance: %s", where, e)
+                    out.append(None)
+            return out
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.ds.lengths
+
+    def _mel(self, i: int) -> Any:
+        return self.ds[i]["mel"]
+
+    def _other(self, i: int, rng: Any) -> int | None:
+        """Another utterance of item ``i``'s speaker, or None."""
+        same = self.by_spk[str(self.ds.entries[i].get("spk", ""))]
+        if len(same) < 2:
+            return None
+        rest = [j for j in same if j != i]
+        return rest[int(rng.integers(len(rest)))]
+
+    def _crop(self, mel: Any, rng: Any) -> Any:
+        t, c = mel.shape[-1], self.cfg
+        n = min(t, int(rng.integers(c.ref_min_frames, c.ref_max_frames + 1)))
+        start = int(rng.integers(t - n + 1))
+        return mel[:, start : start + n]
+
+    def batch(self, indices: list[int], rng: Any, mode: str | None = None) -> dict[str, Any]:
+        """Tensors for one training step: ``text_ids (B, Lt)``, ``text_lens``, ``mels (B, M, T)``, ``mel_lens``,
+        and ``ref_mels``/``ref_lens`` and (continuation) ``prompt_mels``/``prompt_lens``, or neither.
+
+        ``rng`` (a numpy Generator) draws the conditioning ``mode`` (``"none"``, ``"prompt"``, ``"ref"``) unless
+        it is given, and the reference utterances and crops.
+        """
+        import torch
+
+        cfg = self.cfg
+        draw = rng.random()
+        others = [self._other(i, rng) for i in indices]
+        if mode is None:
+            mode = "ref"
+            if draw < cfg.spk_drop:
+                mode = "none"
+            elif draw < cfg.spk_drop + cfg.prompt_prob and all(o is not None for o in others):
+                mode = "prompt"
+        texts = []
+        for i, o in zip(indices, others, strict=True):
+            texts.append(self.ids[o] + [self.space] + self.ids[i] if mode == "prompt" else self.ids[i])
+        text_lens = torch.tensor([len(t) for t in texts], dtype=torch.long)
+        text_ids = torch.zeros(len(texts), int(text_lens.max()), dtype=torch.long)
+        for b, t in enumerate(texts):
+            text_ids[b, : len(t)] = torch.tensor(t)
+        target = _collate([self._mel(i) for i in indices])
+        out = {"text_ids": text_ids, "text_lens": text_lens, "mels": target["mels"], "mel_lens": target["lengths"]}
+        if mode == "none":
+            return out
+        if mode == "prompt":
+            prompts = _collate([self._mel(o) for o in others])
+            out.update(prompt_mels=prompts["mels"], prompt_lens=prompts["lengths"])
+            refs = prompts
+        else:
+            src = [self._mel(o) if o is not None else self._mel(i) for i, o in zip(indices, others, strict=True)]
+            refs = _collate([self._crop(m, rng) for m in src])
+        out.update(ref_mels=refs["mels"], ref_lens=refs["lengths"])
+        return out
+
+
+def _collate(mels: list[Any]) -> dict[str, Any]:
+    """Raw log-mels ``[(M, T_i)]`` -> ``mels (B, M, T_max)`` (zero-padded) and ``lengths (B,)``."""
+    from voxar.data.dataset import collate_mels
+
+    return collate_mels([{"utt": str(i), "mel": m} for i, m in enumerate(mels)])
+
+
+# --------------------------------------------------------------------------------------------------------- the run
+class Trainer:
+    """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
+
+    def __init__(self, cfg: TTSTrainConfig, args: argparse.Namespace) -> None:
+        import torch
+
+        from voxar.config import to_dict
+        from voxar.data.dataset import load_cmvn
+        from voxar.data.sampler import DynamicBatchSampler
+        from voxar.train import checkpoint as ckpt_mod
+        from voxar.train import distributed as D
+        from voxar.train.ema import EMA
+        from voxar.train.loop import set_seed
+        from voxar.train.schedule import lr_lambda
+        from voxar.tts import TTSModel
+
+        self.cfg, self.args = cfg, args
+        self.exp = Path(args.exp)
+        self.info = D.init_distributed(device=args.device)
+        self.device = D.device_for(self.info, args.device)
+        self.plain_cfg = to_dict(cfg)
+        self.tokenizer = make_tokenizer(cfg.tokenizer)
+        if self.tokenizer.vocab_size != cfg.lm.vocab_size:
+            raise VoxarConfigError(
+                f"lm.vocab_size is {cfg.lm.vocab_size} but the {cfg.tokenizer} tokenizer has "
+                f"{self.tokenizer.vocab_size} symbols; set lm.vocab_size: {self.tokenizer.vocab_size}"
+            )
+        self.model_cfg = cfg.model_config(self.tokenizer.to_dict())
+
+        existing = ckpt_mod.find_resume(self.exp)
+        if existing is not None and not args.resume:
+            raise VoxarError(f"{self.exp}: already holds checkpoints; pass --resume to continue, or use a new --exp")
+        ckpt = None
+        if existing is not None:
+            keys = ("preset", "tokenizer", "lm", "fm_head", "mf_head")
+            ckpt = ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=keys)
+
+        self.train_set = TTSData(args.dump, self.tokenizer, cfg)
+        set_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = TTSModel(self.model_cfg).to(self.device)
+        mean, std = load_cmvn(args.dump)
+        self.model.lm.set_mel_stats(mean.to(self.device), std.to(self.device))
+        self.ema = EMA(self.model, cfg.ema_decay)
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, cfg.lr, betas=cfg.betas)
+        sched = dict(warmup=cfg.warmup, decay=cfg.lr_decay, min_ratio=cfg.min_lr_ratio, max_steps=cfg.max_steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(**sched))
+
+        self.step = 0
+        if ckpt is not None:
+            self.step, _ = ckpt_mod.restore_checkpoint(
+                ckpt, model=self.model, ema=self.ema, optimizers={"tts": self.opt}, schedulers={"tts": self.sched},
+                rng=False, where=str(existing),
+            )  # fmt: skip
+            logger.info("resuming from %s at step %d", existing, self.step)
+        self.model_ddp = self._wrap()
+        self.sampler = DynamicBatchSampler(
+            self.train_set.lengths, max_frames=cfg.max_frames, num_buckets=cfg.num_buckets, seed=cfg.seed,
+            num_replicas=self.info.world_size, rank=self.info.rank,
+        )  # fmt: skip
+        self.valid_set = None
+        if self.info.is_main:
+            self.valid_split = "valid" if args.valid_dump else "train_subset"
+            self.valid_set = TTSData(args.valid_dump or args.dump, self.tokenizer, cfg, max_utts=cfg.valid_utts)
+        if ckpt is not None:
+            ckpt_mod.restore_rng_states(ckpt.get("rng") or {}, self.info.rank, self.info.world_size)
+
+    def _wrap(self) -> Any:
+        """DDP (with unused-parameter detection: a batch does not use every conditioning path) or the bare model."""
+        if not self.info.distributed:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+
+    def batches(self) -> Any:
+        """Endless batches from the current step on (epoch and position follow from the step: exact resume)."""
+        import numpy as np
+
+        n = len(self.sampler)
+        step = self.step
+        while True:
+            epoch, offset = divmod(step, n)
+            self.sampler.set_epoch(epoch)
+            for indices in list(self.sampler)[offset:]:
+                rng = np.random.default_rng([self.cfg.seed, self.info.rank, step])
+                yield self.train_set.batch(indices, rng)
+                step += 1
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step; returns the step's loss values."""
+        import torch
+
+        from voxar.train.loop import autocast
+
+        cfg = self.cfg
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        progress = self.step / max(1, cfg.max_steps)
+        with autocast(self.device, cfg.amp):
+            loss, stats = self.model_ddp(
+                **batch, progress=progress, mf_weight=cfg.mf_weight, stop_weight=cfg.stop_weight
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if torch.isfinite(gnorm):
+            self.opt.step()
+            self.bad_steps = 0
+        else:
+            self.bad_steps = getattr(self, "bad_steps", 0) + 1
+            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
+            if self.bad_steps >= 10:
+                raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
+        self.sched.step()
+        self.ema.update(self.model)
+        metrics = {k: float(v) for k, v in stats.items()}
+        metrics.update(grad_norm=float(gnorm), lr=self.opt.param_groups[0]["lr"], frames=float(batch["mel_lens"].sum()))
+        return metrics
+
+    # ----------------------------------------------------------------------------------- validation and files
+    def ema_model(self) -> Any:
+        from voxar.tts import TTSModel
+
+        model = TTSModel(self.model_cfg).to(self.device)
+        self.ema.copy_to(model)
+        return model.eval()
+
+    def validate(self) -> dict[str, float]:
+        """Main rank: teacher-forced losses of the EMA model (fixed noise, reference mode) on the valid set."""
+        import numpy as np
+        import torch
+
+        model = self.ema_model()
+        totals: dict[str, float] = {}
+        n = len(self.valid_set)
+        batch_size = 4
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            for start in range(0, n, batch_size):
+                rng = np.random.default_rng([self.cfg.seed, start])
+                batch = self.valid_set.batch(list(range(start, min(n, start + batch_size))), rng, mode="ref")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                _, stats = model(**batch, mf_weight=self.cfg.mf_weight, stop_weight=self.cfg.stop_weight)
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+        n_batches = -(-n // batch_size)
+        return {k: v / n_batches for k, v in totals.items()}
+
+    def export(self) -> Path:
+        """Main rank: write the EMA weights as ``exp/model`` (a TTS model directory; atomic replace)."""
+        import json
+
+        from voxar.models.modeldir import save_model_dir
+        from voxar.tts import KIND, TOKENIZER_FILE
+
+        tok = json.dumps(self.tokenizer.to_dict(), ensure_ascii=False, indent=1)
+        return save_model_dir(
+            self.ema_model().cpu(), self.model_cfg, KIND, self.exp / MODEL_DIR, extra_files={TOKENIZER_FILE: tok},
+            overwrite=True,
+        )  # fmt: skip
+
+    def save(self) -> None:
+        """Checkpoint at the current step (a collective in DDP: every rank calls it)."""
+        from voxar.config import to_dict
+        from voxar.train import checkpoint as ckpt_mod
+        from voxar.train import distributed as D
+
+        rng = ckpt_mod.gather_rng_states()
+        if self.info.is_main:
+            ckpt = ckpt_mod.make_checkpoint(
+                step=self.step, epoch=self.step // len(self.sampler), model=self.model, ema=self.ema,
+                optimizers={"tts": self.opt}, schedulers={"tts": self.sched}, config=self.plain_cfg,
+                model_config=to_dict(self.model_cfg), rng=rng,
+            )  # fmt: skip
+            ckpt_mod.save_checkpoint(self.exp, ckpt, keep_last=self.cfg.keep_last)
+        D.barrier()
+        self.saved_step = self.step
+
+    def validate_and_export(self) -> None:
+        from voxar.train import distributed as D
+
+        if self.info.is_main:
+            self.log.log(self.step, self.validate(), split=self.valid_split)
+            self.export()
+        D.barrier()
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def run(self) -> int:
+        """Train to ``max_steps`` (or until interrupted); returns the exit status."""
+        from voxar.config import save_config
+        from voxar.train import distributed as D
+        from voxar.train.logger import TrainLogger
+        from voxar.train.loop import GracefulInterrupt
+
+        cfg = self.cfg
+        if self.info.is_main:
+            self.exp.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.exp / "config.yaml")
+            n_params = sum(p.numel() for p in self.model.parameters())
+            logger.info(
+                "tts %.2fM parameters, %d utterances (%d speakers), %d batches/epoch of <= %d frames x %d process(es), "
+                "device %s",
+                n_params / 1e6, len(self.train_set), len(self.train_set.by_spk), len(self.sampler), cfg.max_frames,
+                self.info.world_size, self.device,
+            )  # fmt: skip
+        self.saved_step = self.step if self.step > 0 else -1
+        self.log = TrainLogger(
+            self.exp, enabled=self.info.is_main, tensorboard=cfg.tensorboard, progress=not self.args.no_progress,
+            total_steps=cfg.max_steps, initial_step=self.step, desc="tts",
+        )  # fmt: skip
+        status = 0
+        window: dict[str, list[float]] = {}
+        t0 = time.monotonic()
+        with self.log, GracefulInterrupt() as interrupt:
+            batches = self.batches()
+            while self.step < cfg.max_steps:
+                metrics = self.train_step(next(batches))
+                self.step += 1
+                for k, v in metrics.items():
+                    window.setdefault(k, []).append(v)
+                self.log.progress(1, loss=metrics["loss"])
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    means = D.all_reduce_means({k: sum(v) / len(v) for k, v in window.items()})
+                    means["sec_per_step"] = (time.monotonic() - t0) / len(window["loss"])
+                    self.log.log(self.step, means)
+                    window, t0 = {}, time.monotonic()
+                if cfg.valid_every and self.step % cfg.valid_every == 0 and self.step < cfg.max_steps:
+                    self.validate_and_export()
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save()
+                if interrupt.should_stop():
+                    status = 128 + int(interrupt.signum or signal.SIGTERM)
+                    self.log.write(f"interrupted at step {self.step}; continue with --resume")
+                    break
+            if self.saved_step != self.step:
+                self.save()
+            if status == 0:
+                self.validate_and_export()
+                if self.info.is_main:
+                    self.log.write(f"done: {self.step} steps; EMA TTS model in {self.exp / MODEL_DIR}")
+        return status
+
+
+# ------------------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the script."""
+    p = argparse.ArgumentParser(prog="train_tts", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="YAML mapping onto TTSTrainConfig")
+    p.add_argument("--dump", required=True, help="training feature dump (voxar data dump ... --preset 16k)")
+    p.add_argument("--valid-dump", default=None, help="validation feature dump (default: a few training utts)")
+    p.add_argument("--exp", required=True, help="experiment directory (checkpoints, logs, model/)")
+    p.add_argument("--resume", action="store_true", help="continue from exp/last.pt when it exists")
+    p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--seed", type=int, default=None, help="override seed")
+    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per process (torch.set_num_threads)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def load_train_config(args: argparse.Namespace) -> TTSTrainConfig:
+    """The config file plus ``--override`` items plus the dedicated flags (which win)."""
+    from voxar.config import load_config
+
+    overrides = list(args.override or [])
+    for key in ("max_steps", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(TTSTrainConfig, args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run training; returns the exit status (1 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    from voxar.log import setup_logging
+
+    setup_logging()
+    import torch
+
+    from voxar.train import distributed as D
+
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    try:
+        cfg = load_train_config(args)
+        return Trainer(cfg, args).run()
+    except VoxarError as e:
+        sys.stderr.write(f"train_tts: error: {e}\n")
+        return 1
+    finally:
+        D.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,3 +142,21 @@ def test_audio_info_and_convert(tmp_path):
     wav, sr = sf.read(dst)
     assert sr == 16000 and wav.ndim == 1 and abs(len(wav) - 16000) <= 1
     assert abs(20 * np.log10(np.abs(wav).max()) + 3) < 0.1
+
+
+def test_logging_follows_current_stderr(monkeypatch, capsys):
+    """setup_logging must not keep writing to a stderr that was replaced and closed (e.g. by a test runner)."""
+    import io
+    import logging
+
+    from voxar.log import setup_logging
+
+    old = io.StringIO()
+    monkeypatch.setattr("sys.stderr", old)
+    setup_logging()
+    old.close()
+    new = io.StringIO()
+    monkeypatch.setattr("sys.stderr", new)
+    logging.getLogger("voxar.test").info("hello after swap")
+    assert "hello after swap" in new.getvalue()
+    assert "Logging error" not in new.getvalue()

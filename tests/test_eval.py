@@ -412,3 +412,27 @@ def test_missing_eval_extra_gives_install_hint():
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 5, r.stdout
     assert all("voxar[eval]" in line for line in lines), lines
+
+
+def test_ground_truth_run_scores_each_recording_once(speech, tmp_path, monkeypatch):
+    """Scoring recordings against themselves (the ceiling run) reuses results instead of decoding twice."""
+    from voxar.eval import asr as asr_mod
+    from voxar.eval.inputs import read_inputs
+    from voxar.eval.report import evaluate
+
+    calls = []
+    real = asr_mod.PocketSphinxASR.transcribe
+
+    def counting(self, wav, sr):
+        calls.append(len(wav))
+        return real(self, wav, sr)
+
+    monkeypatch.setattr(asr_mod.PocketSphinxASR, "transcribe", counting)
+    rows = [f"{u}\t{speech.path(t)}\t{t}\t{speech.path(t)}\tslt" for u, t in (("a", FOX), ("b", WEATHER))]
+    (tmp_path / "list.tsv").write_text("\n".join(rows) + "\n")
+    items, _ = read_inputs(tmp_path / "list.tsv")
+    result = evaluate(items, dnsmos=False, mcd=False, outdir=tmp_path / "eval", plots=0, progress=False)
+    assert len(calls) == 2
+    m = result["metrics"]
+    assert m["wer"]["generated"]["wer"] == m["wer"]["ceiling"]["wer"]
+    assert m["sim"]["generated"]["mean"] > 0.999 and m["sim"]["ceiling"]["n"] == 2

@@ -139,7 +139,9 @@ def _score_item(
     gen = _try(rec, "load", lambda: load_audio(it.wav, SAMPLE_RATE)[0])
     if gen is None:
         return rec, None, None
-    ref = None if it.ref is None else _try(rec, "load_ref", lambda: load_audio(it.ref, SAMPLE_RATE)[0])
+    # scoring recordings against themselves (ground-truth runs: ``--ref-dir`` = the input) reuses each result
+    same = it.ref is not None and Path(it.ref).resolve() == Path(it.wav).resolve()
+    ref = None if it.ref is None else gen if same else _try(rec, "load_ref", lambda: load_audio(it.ref, SAMPLE_RATE)[0])
     rec["duration_s"] = gen.size / SAMPLE_RATE
     rec["ref_duration_s"] = None if ref is None else ref.size / SAMPLE_RATE
     ref_emb = None
@@ -149,20 +151,24 @@ def _score_item(
         rec["hyp"] = _try(rec, "wer", lambda: tools.asr.transcribe(gen, SAMPLE_RATE))
         rec["wer"] = None if rec["hyp"] is None else wer_fn([it.text], [rec["hyp"]])
         if ceiling and ref is not None:
-            rec["ref_hyp"] = _try(rec, "wer_ceiling", lambda: tools.asr.transcribe(ref, SAMPLE_RATE))
+            rec["ref_hyp"] = (
+                rec["hyp"] if same else _try(rec, "wer_ceiling", lambda: tools.asr.transcribe(ref, SAMPLE_RATE))
+            )
             rec["ref_wer"] = None if rec["ref_hyp"] is None else wer_fn([it.text], [rec["ref_hyp"]])
     if sim and ref is not None:
         from voxar.eval.speaker import cosine
 
         gen_emb = _try(rec, "sim", lambda: tools.encoder.embed(gen, SAMPLE_RATE))
-        ref_emb = _try(rec, "sim_ref", lambda: tools.encoder.embed(ref, SAMPLE_RATE))
+        ref_emb = gen_emb if same else _try(rec, "sim_ref", lambda: tools.encoder.embed(ref, SAMPLE_RATE))
         rec["sim"] = None if gen_emb is None or ref_emb is None else cosine(gen_emb, ref_emb)
     if dnsmos:
         from voxar.eval.dnsmos import dnsmos as dnsmos_fn
 
         rec["dnsmos"] = _try(rec, "dnsmos", lambda: dnsmos_fn(gen, SAMPLE_RATE))
         if ceiling and ref is not None:
-            rec["ref_dnsmos"] = _try(rec, "dnsmos_ceiling", lambda: dnsmos_fn(ref, SAMPLE_RATE))
+            rec["ref_dnsmos"] = (
+                rec["dnsmos"] if same else _try(rec, "dnsmos_ceiling", lambda: dnsmos_fn(ref, SAMPLE_RATE))
+            )
     if mcd and ref is not None:
         from voxar.eval.mcd import logmel_l1
         from voxar.eval.mcd import mcd as mcd_fn

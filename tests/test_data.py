@@ -527,3 +527,21 @@ def test_sampler_ddp_split(drop_last: bool) -> None:
     assert uneven > 0  # padding/dropping was exercised
     with pytest.raises(ValueError):
         DynamicBatchSampler(lengths, max_frames=700, num_replicas=2, rank=2)
+
+
+def test_dump_files_are_world_readable(tmp_path):
+    """safetensors writes 0600 files; dumps are shared data and must be readable like any other file."""
+    import stat
+
+    import numpy as np
+    import soundfile as sf
+
+    from voxar.data.dump import dump_features
+    from voxar.data.kaldi import KaldiDir, write_data_dir
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    write_data_dir(KaldiDir(wav_scp={"s1-a": str(wav)}, text={"s1-a": "hi"}, utt2spk={"s1-a": "s1"}), tmp_path / "d")
+    dump_features(tmp_path / "d", tmp_path / "dump", "16k", progress=False)
+    for f in (tmp_path / "dump").glob("*.safetensors"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o044 == 0o044, f

@@ -135,6 +135,7 @@ class _ShardWorker:
         shard_path = out_dir / name
         tmp = shard_path.with_name(shard_path.name + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)  # safetensors writes 0600
         os.replace(tmp, shard_path)
         record = {
             "shard": name,
@@ -349,6 +350,7 @@ def dump_features(
         str(tmp),
         metadata={"format": "pt"},
     )
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out / STATS)
     logger.info(
         "%s: %d utterances, %d skipped, %d frames in %d shards", out, len(entries), len(skipped), count, len(names)

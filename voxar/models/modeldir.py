@@ -73,6 +73,7 @@ def save_model_dir(
     try:
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(header, sort_keys=False), encoding="utf-8")
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "kind": kind})
+        os.chmod(tmp / WEIGHTS_FILE, 0o644)  # safetensors writes 0600; model files are meant to be shared
         for name, content in extra_files.items():
             data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
             (tmp / name).write_bytes(data)

@@ -22,6 +22,18 @@ def run_voxar(*args: str, env: dict[str, str] | None = None, input: bytes | None
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: tiny models only pay overhead for more (10x on a busy 2-core
+    machine). Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def alsa_file_devices(tmp_path):
     """A HOME whose .asoundrc defines two ALSA ``type file`` PCMs: ``voxar_mic`` (capture from a raw file) and
     ``voxar_spk`` (playback into a raw file). PortAudio lists them as real devices, so live-audio code runs without

@@ -29,15 +29,10 @@ SCALES = torch.tensor([[[0.6, 0.0], [0.3, 0.3]], [[0.3, 0.0], [-0.3, 0.5]], [[0.
 COVS = SCALES @ SCALES.transpose(1, 2)
 
 # torch.func.jvp's decompositions call torch.jit.script internally, which warns on torch >= 2.10
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _toy(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -21,12 +21,7 @@ from voxar.modules.streaming import clone_state
 N_MELS, P, SPK = 8, 2, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lm(chunk: int = 1, impl: str = "math", ref: bool = True, seed: int = 0, **kw) -> PatchLM:

@@ -18,13 +18,7 @@ from voxar.modules import (
 SCHEDULES = [1, 3, 4, 16, [2, 0, 5, 1, 9, 3]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: intra-op threads only add overhead (10x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv(kind: str, groups: bool, dilation: int) -> StreamingConv1d:

@@ -19,14 +19,7 @@ from voxar.models.modeldir import load_model_dir, save_model_dir
 from voxar.models.vocoder import ISTFT, Vocoder, VocoderConfig
 from voxar.modules import run_chunked
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: intra-op threads only add overhead (10x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomize(model: Vocoder, seed: int = 0) -> Vocoder:

@@ -35,13 +35,7 @@ CONFIG = REPO / "egs" / "synth" / "conf" / "vocoder_tiny.yaml"
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to oversubscribed CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------------- losses

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -419,9 +417,8 @@ class Trainer:
     def run(self) -> int:
         """Train to ``max_steps`` (or until interrupted); returns the exit status."""
         from voxar.config import save_config
-        from voxar.train import distributed as D
         from voxar.train.logger import TrainLogger
-        from voxar.train.loop import GracefulInterrupt
+        from voxar.train.loop import run_steps
 
         cfg = self.cfg
         if self.info.is_main:
@@ -439,37 +436,17 @@ class Trainer:
             self.exp, enabled=self.info.is_main, tensorboard=cfg.tensorboard, progress=not self.args.no_progress,
             total_steps=cfg.max_steps, initial_step=self.step, desc="tts",
         )  # fmt: skip
-        status = 0
-        window: dict[str, list[float]] = {}
-        t0 = time.monotonic()
-        with self.log, GracefulInterrupt() as interrupt:
-            batches = self.batches()
-            while self.step < cfg.max_steps:
-                metrics = self.train_step(next(batches))
-                self.step += 1
-                for k, v in metrics.items():
-                    window.setdefault(k, []).append(v)
-                self.log.progress(1, loss=metrics["loss"])
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    means = D.all_reduce_means({k: sum(v) / len(v) for k, v in window.items()})
-                    means["sec_per_step"] = (time.monotonic() - t0) / len(window["loss"])
-                    self.log.log(self.step, means)
-                    window, t0 = {}, time.monotonic()
-                if cfg.valid_every and self.step % cfg.valid_every == 0 and self.step < cfg.max_steps:
-                    self.validate_and_export()
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save()
-                if interrupt.should_stop():
-                    status = 128 + int(interrupt.signum or signal.SIGTERM)
-                    self.log.write(f"interrupted at step {self.step}; continue with --resume")
-                    break
-            if self.saved_step != self.step:
-                self.save()
-            if status == 0:
-                self.validate_and_export()
-                if self.info.is_main:
-                    self.log.write(f"done: {self.step} steps; EMA TTS model in {self.exp / MODEL_DIR}")
-        return status
+        with self.log:
+            return run_steps(
+                self,
+                self.batches(),
+                max_steps=cfg.max_steps,
+                log_every=cfg.log_every,
+                valid_every=cfg.valid_every,
+                save_every=cfg.save_every,
+                is_main=self.info.is_main,
+                done_message=f"EMA TTS model in {self.exp / MODEL_DIR}",
+            )
 
 
 # ------------------------------------------------------------------------------------------------------------- CLI

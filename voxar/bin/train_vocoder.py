@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -346,9 +344,8 @@ class Trainer:
         import torch
 
         from voxar.config import save_config
-        from voxar.train import distributed as D
         from voxar.train.logger import TrainLogger
-        from voxar.train.loop import GracefulInterrupt
+        from voxar.train.loop import run_steps
 
         cfg = self.cfg
         if self.info.is_main:
@@ -381,37 +378,17 @@ class Trainer:
             initial_step=self.step,
             desc="vocoder",
         )
-        status = 0
-        window: dict[str, list[float]] = {}
-        t0 = time.monotonic()
-        with self.log, GracefulInterrupt() as interrupt:
-            batches = iter(loader)
-            while self.step < cfg.max_steps:
-                metrics = self.train_step(next(batches))
-                self.step += 1
-                for k, v in metrics.items():
-                    window.setdefault(k, []).append(v)
-                self.log.progress(1, loss=metrics["loss"])
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    means = D.all_reduce_means({k: sum(v) / len(v) for k, v in window.items()})
-                    means["sec_per_step"] = (time.monotonic() - t0) / len(window["loss"])
-                    self.log.log(self.step, means)
-                    window, t0 = {}, time.monotonic()
-                if cfg.valid_every and self.step % cfg.valid_every == 0 and self.step < cfg.max_steps:
-                    self.validate_and_export()
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save()
-                if interrupt.should_stop():
-                    status = 128 + int(interrupt.signum or signal.SIGTERM)
-                    self.log.write(f"interrupted at step {self.step}; continue with --resume")
-                    break
-            if self.saved_step != self.step:
-                self.save()
-            if status == 0:
-                self.validate_and_export()
-                if self.info.is_main:
-                    self.log.write(f"done: {self.step} steps; EMA vocoder in {self.exp / MODEL_DIR}")
-        return status
+        with self.log:
+            return run_steps(
+                self,
+                iter(loader),
+                max_steps=cfg.max_steps,
+                log_every=cfg.log_every,
+                valid_every=cfg.valid_every,
+                save_every=cfg.save_every,
+                is_main=self.info.is_main,
+                done_message=f"EMA vocoder in {self.exp / MODEL_DIR}",
+            )
 
 
 # ------------------------------------------------------------------------------------------------------------- CLI

@@ -18,7 +18,10 @@ import logging
 import random
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from types import FrameType
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -78,3 +81,67 @@ class GracefulInterrupt:
 
     def __exit__(self, *exc: object) -> None:
         self._restore()
+
+
+class Steppable(Protocol):
+    """What :func:`run_steps` needs from a trainer (``voxar.bin.train_vocoder``, ``voxar.bin.train_tts``)."""
+
+    step: int
+    saved_step: int
+    log: Any  # voxar.train.logger.TrainLogger
+
+    def train_step(self, batch: Any) -> dict[str, float]: ...
+
+    def validate_and_export(self) -> None: ...
+
+    def save(self) -> None: ...
+
+
+def run_steps(
+    trainer: Steppable,
+    batches: Iterator[Any],
+    *,
+    max_steps: int,
+    log_every: int,
+    valid_every: int | None,
+    save_every: int | None,
+    is_main: bool,
+    done_message: str,
+) -> int:
+    """The step loop shared by every training script: train, log window means, validate, checkpoint, and stop
+    cleanly on SIGINT/SIGTERM (checkpoint first). Returns the exit status: 0, or 128 + signal when interrupted.
+
+    Call inside ``with trainer.log:``; ``trainer.train_step`` returns scalar metrics including ``loss``.
+    """
+    from voxar.train import distributed as D
+
+    status = 0
+    window: dict[str, list[float]] = {}
+    t0 = time.monotonic()
+    with GracefulInterrupt() as interrupt:
+        while trainer.step < max_steps:
+            metrics = trainer.train_step(next(batches))
+            trainer.step += 1
+            for k, v in metrics.items():
+                window.setdefault(k, []).append(v)
+            trainer.log.progress(1, loss=metrics["loss"])
+            if trainer.step % log_every == 0 or trainer.step == max_steps:
+                means = D.all_reduce_means({k: sum(v) / len(v) for k, v in window.items()})
+                means["sec_per_step"] = (time.monotonic() - t0) / len(window["loss"])
+                trainer.log.log(trainer.step, means)
+                window, t0 = {}, time.monotonic()
+            if valid_every and trainer.step % valid_every == 0 and trainer.step < max_steps:
+                trainer.validate_and_export()
+            if save_every and trainer.step % save_every == 0:
+                trainer.save()
+            if interrupt.should_stop():
+                status = 128 + int(interrupt.signum or signal.SIGTERM)
+                trainer.log.write(f"interrupted at step {trainer.step}; continue with --resume")
+                break
+        if trainer.saved_step != trainer.step:
+            trainer.save()
+        if status == 0:
+            trainer.validate_and_export()
+            if is_main:
+                trainer.log.write(f"done: {trainer.step} steps; {done_message}")
+    return status

@@ -71,7 +71,8 @@ def files(tmp_path_factory):
 
 
 def _voxar(capsysbinary, *argv: str) -> tuple[int, bytes, str]:
-    """Run the CLI in-process: (exit status, stdout bytes, stderr text)."""
+    """Run the CLI in-process: (exit status, stdout bytes, stderr text of this call only)."""
+    capsysbinary.readouterr()  # drop what the test itself printed or logged before the call
     try:
         main([str(a) for a in argv])
         code = 0

@@ -11,8 +11,9 @@ import torch
 
 from voxar.config import from_dict, to_dict
 from voxar.errors import VoxarConfigError, VoxarTextError
+from voxar.models.generate import generate, stream
 from voxar.models.heads import FlowHead, HeadConfig
-from voxar.models.lm import CLEAN, PAD, PREFIX, QUERY, LMConfig, PatchLM, generate, slot_mask, stream
+from voxar.models.lm import CLEAN, PAD, PREFIX, QUERY, LMConfig, PatchLM, slot_mask
 from voxar.models.modeldir import load_model_dir, save_model_dir
 from voxar.models.refenc import RefEncoder, RefEncoderConfig
 from voxar.modules.attention import KVCache, MultiHeadAttention, RotaryEmbedding, attention

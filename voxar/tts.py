@@ -39,8 +39,9 @@ import torch
 from torch import nn
 
 from voxar.errors import VoxarAudioError, VoxarConfigError, VoxarTextError
+from voxar.models.generate import stream
 from voxar.models.heads import FlowHead, HeadConfig
-from voxar.models.lm import LMConfig, PatchLM, stream
+from voxar.models.lm import LMConfig, PatchLM
 
 log = logging.getLogger(__name__)
 

@@ -413,38 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_train_config(args: argparse.Namespace) -> VocoderTrainConfig:
-    """The config file plus ``--override`` items plus the dedicated flags (which win)."""
-    from voxar.config import load_config
-
-    overrides = list(args.override or [])
-    for key in ("max_steps", "batch_size", "num_workers", "seed"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    return load_config(VocoderTrainConfig, args.config, overrides)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run training; returns the exit status (1 with a one-line message on bad input)."""
-    args = build_parser().parse_args(argv)
-    from voxar.log import setup_logging
+    from voxar.train.loop import train_main
 
-    setup_logging()
-    import torch
-
-    from voxar.train import distributed as D
-
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        cfg = load_train_config(args)
-        return Trainer(cfg, args).run()
-    except VoxarError as e:
-        sys.stderr.write(f"train_vocoder: error: {e}\n")
-        return 1
-    finally:
-        D.cleanup()
+    return train_main(
+        "train_vocoder",
+        build_parser().parse_args(argv),
+        VocoderTrainConfig,
+        Trainer,
+        ("max_steps", "batch_size", "num_workers", "seed"),
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ import contextlib
 import logging
 import random
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
@@ -145,3 +146,34 @@ def run_steps(
             if is_main:
                 trainer.log.write(f"done: {trainer.step} steps; {done_message}")
     return status
+
+
+def train_main(
+    prog: str,
+    args: Any,
+    config_cls: type,
+    trainer_cls: Callable[[Any, Any], Any],
+    flag_keys: tuple[str, ...],
+) -> int:
+    """The body of every ``voxar.bin.train_*`` entry point: logging, ``--threads``, the YAML config plus
+    ``--override`` items plus the dedicated flags named in ``flag_keys`` (which win), then ``trainer_cls(cfg,
+    args).run()``. Bad input is one line ``<prog>: error: ...`` and exit status 1; the process group is always
+    torn down."""
+    from voxar.config import load_config
+    from voxar.errors import VoxarError
+    from voxar.log import setup_logging
+    from voxar.train import distributed as D
+
+    setup_logging()
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    overrides = list(args.override or [])
+    overrides += [f"{key}={getattr(args, key)}" for key in flag_keys if getattr(args, key) is not None]
+    try:
+        cfg = load_config(config_cls, args.config, overrides)
+        return trainer_cls(cfg, args).run()
+    except VoxarError as e:
+        sys.stderr.write(f"{prog}: error: {e}\n")
+        return 1
+    finally:
+        D.cleanup()

@@ -21,6 +21,28 @@ def run_voxar(*args: str, env: dict[str, str] | None = None, input: bytes | None
     )
 
 
+def randomize_vocoder(model, seed: int = 0):
+    """Random vocoder weights at a scale where every parameter (norms and layer scale too) visibly shapes the
+    output (the default init is nearly an identity). Returns the model in eval mode."""
+    import math
+
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith("gamma"):
+                p.copy_(0.4 + 0.1 * noise)
+            elif "norm" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * noise)
+            elif p.dim() > 1:
+                p.copy_(noise / math.sqrt(p[0].numel()))
+            else:
+                p.copy_(0.1 * noise)
+    return model.eval()
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op torch thread for the test: tiny models only pay overhead for more (10x on a busy 2-core

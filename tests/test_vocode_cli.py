@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import run_voxar
+from conftest import randomize_vocoder, run_voxar
 
 from voxar.cli import main
 from voxar.models.vocoder import Vocoder, VocoderConfig
@@ -39,23 +39,6 @@ def _restore_globals():
     root.setLevel(level)
 
 
-def _randomize(model: Vocoder, seed: int = 0) -> Vocoder:
-    """Weights large enough that every layer shapes the output (the default init is nearly an identity)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith("gamma"):
-                p.copy_(0.4 + 0.1 * noise)
-            elif "norm" in name:
-                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * noise)
-            elif p.dim() > 1:
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            else:
-                p.copy_(0.1 * noise)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A 16 kHz chirp + noise wav, a tiny 16k vocoder dir and a tiny vocos24k vocoder dir."""
@@ -63,7 +46,7 @@ def files(tmp_path_factory):
     t = np.arange(int(0.8 * SR)) / SR
     wav = 0.3 * np.sin(2 * np.pi * (150 + 400 * t) * t) + 0.02 * np.random.default_rng(0).standard_normal(len(t))
     sf.write(d / "in.wav", wav.astype(np.float32), SR)
-    tiny = _randomize(Vocoder(VocoderConfig.named("tiny")))
+    tiny = randomize_vocoder(Vocoder(VocoderConfig.named("tiny")))
     tiny.save_pretrained(d / "tiny")
     v24 = Vocoder(VocoderConfig.named("vocos24k", dim=16, intermediate_dim=32, num_layers=1))
     v24.save_pretrained(d / "v24")
@@ -269,7 +252,7 @@ def test_bench_vocoder_bad_options(files, capsysbinary):
 # ------------------------------------------------------------------------------------------------- fused step
 @pytest.mark.parametrize("causal", [False, True], ids=["noncausal", "causal"])
 def test_fused_step_equals_reference_and_full_pass(causal):
-    model = _randomize(Vocoder(VocoderConfig.named("tiny", causal=causal)), seed=3)
+    model = randomize_vocoder(Vocoder(VocoderConfig.named("tiny", causal=causal)), seed=3)
     mel = torch.randn(2, 80, 41, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = model(mel)
@@ -293,7 +276,7 @@ def test_fused_step_equals_reference_and_full_pass(causal):
 
 
 def test_fused_weights_follow_weight_updates():
-    model = _randomize(Vocoder(VocoderConfig.named("tiny")), seed=4)
+    model = randomize_vocoder(Vocoder(VocoderConfig.named("tiny")), seed=4)
     mel = torch.randn(1, 80, 30, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = run_chunked(model, mel, 4)

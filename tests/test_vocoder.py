@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import randomize_vocoder
 
 from voxar.config import from_dict
 from voxar.errors import VoxarConfigError
@@ -22,25 +23,8 @@ from voxar.modules import run_chunked
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _randomize(model: Vocoder, seed: int = 0) -> Vocoder:
-    """Random weights at a scale where every parameter (norms and layer scale too) visibly shapes the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith("gamma"):
-                p.copy_(0.4 + 0.1 * noise)
-            elif "norm" in name:
-                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * noise)
-            elif p.dim() > 1:
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            else:
-                p.copy_(0.1 * noise)
-    return model.eval()
-
-
 def _tiny(causal: bool = False, **overrides) -> Vocoder:
-    return _randomize(Vocoder(VocoderConfig.named("tiny", causal=causal, **overrides)))
+    return randomize_vocoder(Vocoder(VocoderConfig.named("tiny", causal=causal, **overrides)))
 
 
 def _mel(frames: int = 53, batch: int = 2, n_mels: int = 80, seed: int = 1) -> torch.Tensor:
@@ -113,7 +97,7 @@ def test_noncausal_lookahead_is_bounded():
 
 
 def test_center_padding_streams_and_matches_torch_istft_length():
-    model = _randomize(Vocoder(VocoderConfig.named("vocos24k", dim=32, intermediate_dim=48, num_layers=2)))
+    model = randomize_vocoder(Vocoder(VocoderConfig.named("vocos24k", dim=32, intermediate_dim=48, num_layers=2)))
     mel = _mel(frames=21, batch=1, n_mels=100)
     with torch.no_grad():
         full = model(mel)
@@ -128,7 +112,7 @@ def test_crossfade_mode_is_close_and_has_the_right_length():
 
     model = _tiny(stream_mode="crossfade")
     assert (model.lookahead, model.hold_back) == (0, 320)
-    other = _randomize(Vocoder(VocoderConfig.named("tiny")), seed=5)
+    other = randomize_vocoder(Vocoder(VocoderConfig.named("tiny")), seed=5)
     analyse = LogMelSpectrogram(MelConfig.preset("16k"))
     mel = _mel(frames=64, batch=1)
     with torch.no_grad():

@@ -127,3 +127,42 @@ def vocoder(
         fused=not reference,
     )
     write_result(result, output)
+
+
+@app.command()
+def tts(
+    model: Path | None = typer.Option(None, "--model", help="TTS model directory (default: random weights, --size)."),
+    size: str = typer.Option("small", "--size", help="Named size with random weights: tiny, small."),
+    vocoder: str | None = typer.Option(
+        None, "--vocoder", help="Vocoder dir or 'griffin-lim' (default: a random causal tiny vocoder, or with --model "
+        "the packaged one)."
+    ),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    streams: int = typer.Option(1, "--streams", min=1, help="Concurrent streams (> 1: continuous batching)."),
+    head: str = typer.Option("mf", help="Generative head: mf (mean flow) or fm (flow matching)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Sampling steps (default: the head's)."),
+    first_chunk: int = typer.Option(1, "--first-chunk", min=1, help="Patches in the first emitted chunk."),
+    chunk: int = typer.Option(4, "--chunk", min=1, help="Patches per later chunk (and per vocoder call)."),
+    seconds: float = typer.Option(4.0, help="Audio length per utterance (fixed)."),
+    repeats: int = typer.Option(10, help="Timed utterances (single stream)."),
+    rounds: int = typer.Option(2, help="Request lifetimes timed (--streams > 1)."),
+    overlap: bool = typer.Option(True, "--overlap/--no-overlap", help="LM in a producer thread (single stream)."),
+    autocast: str | None = typer.Option(None, "--autocast", help="bf16 or fp16 for the LM and head (CUDA)."),
+    threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU, torch's default on CUDA)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
+) -> None:
+    """Streaming TTS speed: first-audio latency p50/p95 (prompt features included, warm model), RTF, per-chunk
+    compute, peak memory; with --streams N, N concurrent streams by continuous batching and whether they are real
+    time. Without --model the weights are random (speed does not depend on training)."""
+    from voxar.errors import VoxarConfigError
+    from voxar.runtime.bench_tts import run_bench
+
+    if head not in ("fm", "mf"):
+        raise VoxarConfigError(f"--head: expected 'fm' or 'mf', got {head!r}")
+    if autocast not in (None, "bf16", "fp16"):
+        raise VoxarConfigError(f"--autocast: expected bf16 or fp16, got {autocast!r}")
+    result = run_bench(
+        model, size, device, streams, threads, vocoder, seconds=seconds, repeats=repeats, rounds=rounds,
+        first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, overlap=overlap, autocast=autocast,
+    )  # fmt: skip
+    write_result(result, output)

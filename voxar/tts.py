@@ -248,6 +248,19 @@ class TTS:
             )
         return cls(model, tokenizer, resolve_vocoder(vocoder, cfg.preset, device), device)
 
+    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the model (not the vocoder) as a TTS model directory that :meth:`from_pretrained` reads."""
+        import json
+
+        from voxar.models.modeldir import save_model_dir
+
+        tok = json.dumps(self.tokenizer.to_dict(), ensure_ascii=False, indent=1)
+        model = self.model.cpu()
+        try:
+            return save_model_dir(model, self.cfg, KIND, path, extra_files={TOKENIZER_FILE: tok}, overwrite=overwrite)
+        finally:
+            self.model.to(self.device)
+
     @property
     def sample_rate(self) -> int:
         return int(self.mel_cfg.sample_rate)
@@ -311,6 +324,62 @@ class TTS:
         return {**cond, "prompt_mels": mel}, prefix
 
     # ------------------------------------------------------------------------------------------- generation
+    def encode_sentences(self, text: str) -> list[list[int]]:
+        """Token ids of each sentence of ``text`` (:func:`voxar.text.split_sentences`), dropping pieces with nothing
+        to speak; :class:`VoxarTextError` when the text is empty or has nothing pronounceable at all."""
+        from voxar.text import split_sentences
+
+        if not isinstance(text, str) or not text.strip():
+            raise VoxarTextError("text is empty or whitespace only; nothing to speak")
+        encoded = []
+        for s in (s for s in split_sentences(text) if s.strip()):
+            try:
+                encoded.append(self.encode_text(s))
+            except VoxarTextError:
+                log.debug("skipping a piece with nothing to speak: %r", s)
+        if not encoded:
+            raise VoxarTextError(f"text {text[:40]!r} has no pronounceable symbol")
+        return encoded
+
+    def generate_segment(
+        self,
+        ids: list[int],
+        cond: dict[str, torch.Tensor | None],
+        prefix: list[int],
+        flow_head: FlowHead,
+        generator: torch.Generator,
+        *,
+        steps: int | None = None,
+        cfg: float | None = None,
+        chunk_size: int | None = None,
+        index: int = 0,
+        min_patches: int | None = None,
+        max_patches: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Raw log-mel chunks ``(M, n)`` of one sentence/segment (token ``ids``) as the LM emits them.
+
+        ``cond``/``prefix`` come from :meth:`_conditioning`; ``generator`` carries the random state from segment to
+        segment; ``min_patches``/``max_patches`` override the length guards (benchmarks fix the length with them).
+        """
+        lm = self.model.lm
+        full = prefix + ids
+        if len(full) > lm.cfg.max_text_len:
+            raise VoxarTextError(
+                f"sentence {index + 1} ({len(full)} tokens with the prompt text) exceeds the model's "
+                f"max_text_len {lm.cfg.max_text_len}"
+            )
+        text_ids = torch.tensor([full], dtype=torch.long, device=self.device)  # (1, Lt)
+        text_lens = torch.tensor([len(full)], device=self.device)
+        floor = max(1, int(MIN_PATCHES_PER_TOKEN * len(ids))) if min_patches is None else min_patches
+        with torch.inference_mode():
+            for mel, valid in stream(
+                lm, flow_head, text_ids, text_lens, chunk_size=chunk_size, steps=steps, cfg_scale=cfg,
+                min_patches=floor, max_patches=max_patches, generator=generator, **cond,
+            ):  # fmt: skip
+                n = int(valid[0])
+                if n > 0:
+                    yield mel[0, :, :n].float()  # (1, M, n*P) -> (M, n)
+
     def _sentence_chunks(
         self,
         text: str,
@@ -323,40 +392,15 @@ class TTS:
         chunk_size: int | None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """``(sentence index, raw log-mel chunk (M, n))`` step by step, sentence after sentence."""
-        from voxar.text import split_sentences
-
-        if not isinstance(text, str) or not text.strip():
-            raise VoxarTextError("text is empty or whitespace only; nothing to speak")
         flow_head = self.model.head(head)
-        sentences = [s for s in split_sentences(text) if s.strip()]
-        encoded = []
-        for s in sentences:
-            try:
-                encoded.append(self.encode_text(s))
-            except VoxarTextError:
-                log.debug("skipping a piece with nothing to speak: %r", s)
-        if not encoded:
-            raise VoxarTextError(f"text {text[:40]!r} has no pronounceable symbol")
+        encoded = self.encode_sentences(text)
         cond, prefix = self._conditioning(prompt_wav, prompt_text)
         gen = torch.Generator(self.device).manual_seed(int(seed))
-        lm = self.model.lm
         for i, ids in enumerate(encoded):
-            full = prefix + ids
-            if len(full) > lm.cfg.max_text_len:
-                raise VoxarTextError(
-                    f"sentence {i + 1} ({len(full)} tokens with the prompt text) exceeds the model's "
-                    f"max_text_len {lm.cfg.max_text_len}"
-                )
-            text_ids = torch.tensor([full], dtype=torch.long, device=self.device)  # (1, Lt)
-            text_lens = torch.tensor([len(full)], device=self.device)
-            with torch.inference_mode():
-                for mel, valid in stream(
-                    lm, flow_head, text_ids, text_lens, chunk_size=chunk_size, steps=steps, cfg_scale=cfg,
-                    min_patches=max(1, int(MIN_PATCHES_PER_TOKEN * len(ids))), generator=gen, **cond,
-                ):  # fmt: skip
-                    n = int(valid[0])
-                    if n > 0:
-                        yield i, mel[0, :, :n].float()  # (1, M, n*P) -> (M, n)
+            for mel in self.generate_segment(
+                ids, cond, prefix, flow_head, gen, steps=steps, cfg=cfg, chunk_size=chunk_size, index=i
+            ):
+                yield i, mel
 
     def stream_patches(
         self,

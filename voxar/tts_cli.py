@@ -7,6 +7,12 @@ Text comes from ``--text`` or, without it, from stdin. The voice comes from ``--
 the reference encoder reads it) plus, optionally, ``--prompt-text`` (its transcript: prompt continuation). Output:
 an audio file (format by extension) or WAV bytes on stdout with ``-o -``; logs go to stderr.
 
+**Streaming** (``--stream``, implied by ``--play``): audio is written as it is generated -- a file that grows, a
+streaming WAV (``--format wav``) or raw s16le PCM (``--format raw``) on stdout with ``-o -``, and/or the sound device
+with ``--play [--output-device X]``. Text from stdin is read incrementally: speaking starts once the first segment is
+complete (a sentence end, a clause break after 20-40 characters, or 200 characters; see
+:mod:`voxar.runtime.textstream`), so another program can pipe tokens in. ``-v`` logs each chunk's latency.
+
 Model: ``--model DIR`` or the packaged ``voxar/assets/models/tts`` when the installation has one (else a one-line
 error). Vocoder: ``--vocoder DIR`` / ``--vocoder griffin-lim``, or the packaged vocoder when installed, else
 Griffin-Lim with a warning. Every user error is a :class:`~voxar.errors.VoxarError` (one line, exit status 1).
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -27,8 +34,9 @@ log = logging.getLogger(__name__)
 
 def tts_command(
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Output audio file (.wav, .flac, ...) or '-' for WAV on stdout.")
-    ],
+        str | None,
+        typer.Option("--output", "-o", help="Output audio file (.wav, .flac, ...) or '-' for stdout (see --format)."),
+    ] = None,
     text: Annotated[str | None, typer.Option("--text", "-t", help="Text to speak (default: read stdin).")] = None,
     prompt: Annotated[
         Path | None, typer.Option("--prompt", "-p", help="Reference recording of the target voice (0.5-30 s).")
@@ -53,17 +61,37 @@ def tts_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same audio).")] = 0,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")] = "cpu",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: torch's default).")] = 0,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Write audio as it is generated (file grows / stdout / --play).")
+    ] = False,
+    play: Annotated[bool, typer.Option("--play", help="Play through the sound device while generating.")] = False,
+    output_device: Annotated[
+        str | None, typer.Option("--output-device", help="Playback device (index or name substring).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Stdout format with -o -: wav (streaming header) or raw.")] = (
+        "wav"
+    ),
+    first_chunk: Annotated[int, typer.Option("--first-chunk", min=1, help="Patches in the first chunk.")] = 1,
+    chunk: Annotated[int, typer.Option("--chunk", min=1, help="Patches per later chunk (40 ms each).")] = 4,
 ) -> None:
-    """Speak TEXT in the voice of a short reference recording (zero-shot)."""
+    """Speak TEXT in the voice of a short reference recording (zero-shot).
+
+    With --stream (or --play) audio comes out while it is generated; text piped on stdin is spoken segment by
+    segment as it arrives (a sentence end, or a clause break after 20-40 characters, starts a segment).
+    """
     from voxar.errors import VoxarAudioError, VoxarConfigError, VoxarError, VoxarTextError
 
     if head not in ("fm", "mf"):
         raise VoxarConfigError(f"--head: expected 'fm' or 'mf', got {head!r}")
+    if output is None and not play:
+        raise VoxarError("give -o FILE, -o - (stdout) or --play")
+    if fmt not in ("wav", "raw"):
+        raise VoxarConfigError(f"--format: expected 'wav' or 'raw', got {fmt!r}")
     if output == "-" and sys.stdout.isatty():
-        raise VoxarError("-o -: refusing to write WAV bytes to a terminal (redirect stdout or give a file name)")
+        raise VoxarError("-o -: refusing to write audio bytes to a terminal (redirect stdout or give a file name)")
     from voxar.audio.io import _WRITE_FORMATS
 
-    if output != "-" and Path(output).suffix.lower() not in _WRITE_FORMATS:
+    if output not in (None, "-") and Path(output).suffix.lower() not in _WRITE_FORMATS:
         raise VoxarAudioError(f"{output}: unsupported extension; use one of {', '.join(_WRITE_FORMATS)} or '-'")
     from voxar.tts import DEFAULT_MODEL_DIR
 
@@ -73,14 +101,22 @@ def tts_command(
                 f"no TTS model given and none packaged at {DEFAULT_MODEL_DIR}; pass --model DIR (a trained model dir)"
             )
         model = DEFAULT_MODEL_DIR
+    streaming = stream or play
     if text is None:
         if sys.stdin.isatty():
             raise VoxarTextError("no --text given and nothing on stdin")
+        if streaming:  # read incrementally: speak segment by segment as the text arrives
+            return _stream(None, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device,
+                           threads, play, output_device, fmt, first_chunk, chunk)  # fmt: skip
         text = sys.stdin.read()
     if not text.strip():
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
     if prompt_text is not None and prompt is None:
         raise VoxarTextError("--prompt-text needs --prompt (the recording it transcribes)")
+
+    if streaming:
+        return _stream(text, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device, threads,
+                       play, output_device, fmt, first_chunk, chunk)  # fmt: skip
 
     import torch
 
@@ -100,3 +136,87 @@ def tts_command(
     log.info("generated %.2f s of audio in %.2f s (RTF %.3f)", seconds, elapsed, elapsed / seconds)
     write_output(output, wav, sr)
     typer.echo(f"wrote {'<stdout>' if output == '-' else output} ({sr} Hz, {seconds:.2f} s)", err=True)
+
+
+def _stdin_pieces() -> Iterator[str]:
+    """Text pieces from stdin as they arrive (line by line; a pipe from another program)."""
+    while line := sys.stdin.readline():
+        yield line
+
+
+def _stream(
+    text: str | None,
+    output: str | None,
+    prompt: Path | None,
+    prompt_text: str | None,
+    model: Path,
+    vocoder: str | None,
+    head: str,
+    steps: int | None,
+    cfg: float | None,
+    seed: int,
+    device: str,
+    threads: int,
+    play: bool,
+    output_device: str | None,
+    fmt: str,
+    first_chunk: int,
+    chunk: int,
+) -> None:
+    """The streaming path of ``voxar tts``: engine -> sinks, one line per chunk at ``-v``."""
+    import torch
+
+    from voxar.errors import VoxarError
+    from voxar.runtime.engine import StreamConfig, StreamingTTS
+    from voxar.runtime.sinks import DeviceSink, FileSink, StdoutSink
+    from voxar.tts import TTS
+    from voxar.vocode import resolve_device
+
+    if play:  # a missing device or PortAudio fails now, before the model is loaded
+        from voxar.devices import find_device
+
+        find_device(output_device, "output")
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
+    engine = StreamingTTS(
+        tts,
+        StreamConfig(first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, cfg=cfg, seed=seed),  # type: ignore[arg-type]
+    )
+    sr = tts.sample_rate
+    sinks: list = []
+    ok = False
+    t0 = time.perf_counter()
+    try:
+        if play:
+            sinks.append(DeviceSink(sr, output_device))
+        if output == "-":
+            sinks.append(StdoutSink(sr, fmt))
+        elif output is not None:
+            sinks.append(FileSink(output, sr))
+        samples, first = 0, None
+        for ch in engine.stream(text if text is not None else _stdin_pieces(), prompt, prompt_text):
+            if len(ch.pcm) == 0:
+                continue
+            if first is None:
+                first = ch.latency_ms
+            log.debug(
+                "chunk %d: %.0f ms of audio, ready at %.1f ms (compute %.1f ms, segment %d)",
+                ch.index, 1e3 * ch.duration, ch.latency_ms, ch.compute_ms, ch.segment,
+            )  # fmt: skip
+            for sink in sinks:
+                sink.write(ch.pcm)
+            samples += len(ch.pcm)
+        ok = True
+    except KeyboardInterrupt:
+        raise VoxarError("interrupted: the partial output was removed") from None
+    finally:
+        for sink in sinks:
+            sink.close(ok)
+    seconds = samples / sr
+    elapsed = time.perf_counter() - t0
+    log.info("first audio after %.1f ms; %.2f s of audio in %.2f s (RTF %.3f)", first or 0.0, seconds, elapsed,
+             elapsed / max(seconds, 1e-9))  # fmt: skip
+    where = ", ".join(x for x in ("<stdout>" if output == "-" else output, "device" if play else None) if x)
+    typer.echo(f"streamed {seconds:.2f} s ({sr} Hz) to {where}; first audio after {first or 0.0:.0f} ms", err=True)

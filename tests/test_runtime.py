@@ -1,0 +1,293 @@
+"""The streaming TTS runtime: stream == offline, incremental text, click-free joins, cancellation, backpressure,
+continuous batching, sinks and ``voxar tts --stream`` / ``voxar bench tts``. Random-weight tiny models: speed and
+equality do not depend on training."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import run_voxar
+
+from voxar.errors import VoxarAudioError, VoxarConfigError, VoxarTextError
+from voxar.runtime.batching import ContinuousBatcher, Request
+from voxar.runtime.builders import random_tts
+from voxar.runtime.engine import StreamConfig, StreamingTTS
+from voxar.runtime.sinks import FileSink, StdoutSink
+from voxar.runtime.textstream import TextSegmenter, segments
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXT = "Hello there. How are you?"
+
+
+@pytest.fixture(scope="module")
+def tts():
+    torch.manual_seed(0)
+    return random_tts("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def offline(tts):
+    return tts.synthesize(TEXT, head="mf", seed=3)[0]
+
+
+# ------------------------------------------------------------------------------------------------ text segmentation
+def test_segmenter_releases_sentences_as_soon_as_they_end():
+    seg = TextSegmenter()
+    assert seg.feed("Hello there") == []
+    assert seg.feed(".") == []  # the end is only known once whitespace follows
+    assert seg.feed(" How") == ["Hello there."]
+    assert seg.feed(" are you?\n") == ["How are you?"]
+    assert seg.finish() == []
+
+
+def test_segmenter_clause_and_length_rules():
+    seg = TextSegmenter(min_chars=40, first_min_chars=20, max_chars=60)
+    assert seg.feed("Short, ") == []  # a clause break before first_min_chars does not cut
+    assert seg.feed("but now it is long enough, and") == ["Short, but now it is long enough,"]
+    assert seg.feed(" then, more") == []  # later segments need min_chars before a clause break
+    out = seg.feed(" words " * 10)
+    assert out and all(len(s) <= 60 for s in out)  # run-on text is cut at a word boundary by max_chars
+    rest = seg.finish()
+    assert " ".join(out + rest).split() == ("and then, more" + " words" * 10).split()
+
+
+def test_segments_of_pieces_cover_all_text():
+    text = "One two three, four five six seven eight nine ten eleven; twelve. Thirteen"
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    out = list(segments(pieces))
+    assert " ".join(out).split() == text.split()
+    assert out[-1] == "Thirteen"
+
+
+# ------------------------------------------------------------------------------------------------ stream == offline
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("first_chunk,chunk", [(1, 4), (2, 3), (5, 1)])
+def test_stream_equals_offline(tts, offline, overlap, first_chunk, chunk):
+    engine = StreamingTTS(tts, StreamConfig(first_chunk=first_chunk, chunk=chunk, head="mf", seed=3, overlap=overlap))
+    chunks = list(engine.stream(TEXT))
+    out = np.concatenate([c.pcm for c in chunks])
+    assert len(out) == len(offline)
+    np.testing.assert_allclose(out, offline, atol=1e-5)
+    assert chunks[-1].final and not any(c.final for c in chunks[:-1])
+    patch = tts.cfg.lm.patch_size * tts.mel_cfg.hop_length
+    first = chunks[0]
+    # the first chunk covers first_chunk patches, minus the samples held back for the vocoder and the fade-out
+    assert first.patches == first_chunk and len(first.pcm) <= first_chunk * patch
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(b.latency_ms >= a.latency_ms for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def test_incremental_text_starts_before_the_text_is_complete(tts, offline):
+    consumed = []
+
+    def pieces():
+        for i in range(0, len(TEXT), 2):
+            consumed.append(i)
+            yield TEXT[i : i + 2]
+
+    engine = StreamingTTS(tts, StreamConfig(head="mf", seed=3, overlap=False))
+    out, consumed_at_first = [], None
+    for ch in engine.stream(pieces()):
+        if consumed_at_first is None and len(ch.pcm):
+            consumed_at_first = len(consumed)
+        out.append(ch.pcm)
+    assert consumed_at_first is not None and consumed_at_first < len(range(0, len(TEXT), 2))
+    np.testing.assert_allclose(np.concatenate(out), offline, atol=1e-5)  # same segments as the offline split
+
+
+def test_chunk_joins_are_click_free(tts):
+    engine = StreamingTTS(tts, StreamConfig(head="mf", seed=1, chunk=2))
+    chunks = [c.pcm for c in engine.stream("Good morning. Nice day, is it not?") if len(c.pcm)]
+    within = max(float(np.max(np.abs(np.diff(c)))) for c in chunks if len(c) > 1)
+    joins = [abs(float(b[0]) - float(a[-1])) for a, b in zip(chunks, chunks[1:], strict=False)]
+    assert max(joins) <= within  # no boundary jumps more than the signal does inside a chunk
+    sr = tts.sample_rate
+    wav = np.concatenate(chunks)
+    silent = np.flatnonzero(np.abs(wav) < 1e-9)
+    assert len(silent) >= int(0.1 * sr)  # the pause between the sentences is there
+
+
+# ------------------------------------------------------------------------------------------------ control flow
+def test_cancel_mid_stream_stops_the_producer(tts):
+    engine = StreamingTTS(tts, StreamConfig(head="mf", overlap=True, min_patches=200, max_patches=200))
+    gen = engine.stream("A long sentence that would take a while.")
+    first = next(gen)
+    assert len(first.pcm) > 0
+    producer = engine.last_producer
+    gen.close()
+    assert producer.thread is not None and not producer.thread.is_alive()
+    assert producer.cancelled.is_set()
+    assert producer.steps < 200  # it stopped long before the 200 patches
+
+
+def test_slow_consumer_applies_backpressure(tts):
+    cfg = StreamConfig(head="mf", overlap=True, max_queue=3, first_chunk=1, chunk=1, min_patches=80, max_patches=80)
+    engine = StreamingTTS(tts, cfg)
+    gen = engine.stream("Backpressure please.")
+    next(gen)
+    time.sleep(1.0)  # the consumer stalls; the LM could make all 80 patches in this time
+    producer = engine.last_producer
+    # consumed: 1 patch (+ the vocoder's look at the next); queued: at most max_queue; one more blocked in put()
+    assert producer.steps <= 1 + 1 + cfg.max_queue + 1
+    gen.close()
+
+
+def test_bad_inputs(tts):
+    engine = StreamingTTS(tts)
+    with pytest.raises(VoxarTextError):
+        next(engine.stream("   "))
+    with pytest.raises(VoxarTextError):
+        list(engine.stream(iter(["...", " ?!"])))
+    with pytest.raises(VoxarConfigError):
+        StreamConfig(first_chunk=0)
+    with pytest.raises(VoxarConfigError):
+        StreamConfig(autocast="int4")
+
+
+def test_producer_errors_reach_the_consumer(tts):
+    engine = StreamingTTS(tts, StreamConfig(overlap=True))
+    with pytest.raises(VoxarAudioError, match="at least 0.5 s"):
+        list(engine.stream(TEXT, prompt_wav=np.zeros(100, dtype=np.float32) + 0.5, prompt_text="hi"))
+
+
+# ------------------------------------------------------------------------------------------------ batching
+def test_continuous_batching_equals_single_streams(tts):
+    texts = ["Hello there.", "How are you today, my friend?", "Fine."]
+    outs: dict[int, list[np.ndarray]] = {}
+    finals: list[int] = []
+
+    def on_audio(req, pcm, final):
+        outs.setdefault(req.tag, []).append(pcm)
+        if final:
+            finals.append(req.tag)
+
+    batcher = ContinuousBatcher(tts, head="mf", chunk=4, max_batch=2)
+    cond, prefix = tts._conditioning(None, None)
+    reqs = [
+        Request(tts.encode_sentences(t), cond, prefix, torch.Generator().manual_seed(i), on_audio, tag=i)
+        for i, t in enumerate(texts)
+    ]
+    batcher.submit(reqs[0])
+    batcher.step()
+    batcher.step()  # the second stream joins two steps later, the third when a slot is free
+    batcher.submit(reqs[1])
+    batcher.submit(reqs[2])
+    seen_batch = 0
+    while not batcher.idle():
+        seen_batch = max(seen_batch, batcher.step())
+    assert seen_batch == 2 and sorted(finals) == [0, 1, 2] and all(r.finished for r in reqs)
+    for i, t in enumerate(texts):
+        ref = np.concatenate([tts.vocode(m) for m in tts.synthesize_mels(t, head="mf", seed=i)])
+        np.testing.assert_allclose(np.concatenate(outs[i]), ref, atol=1e-5)
+
+
+def test_batching_needs_a_chunk_one_lm(tts):
+    import copy
+
+    other = copy.copy(tts)
+    other.model = copy.deepcopy(tts.model)
+    other.model.lm.cfg.chunk_size = 4
+    with pytest.raises(VoxarConfigError, match="chunk_size 1"):
+        ContinuousBatcher(other)
+
+
+# ------------------------------------------------------------------------------------------------ sinks and CLI
+def test_sinks_stream_wav_and_growing_file(tmp_path):
+    buf = io.BytesIO()
+    sink = StdoutSink(16000, "wav", stream=buf)
+    tone = 0.5 * np.sin(np.arange(1600) / 5.0).astype(np.float32)
+    sink.write(tone)
+    sink.write(tone)
+    data, sr = sf.read(io.BytesIO(buf.getvalue()), dtype="float32")
+    assert sr == 16000 and len(data) == 3200
+    np.testing.assert_allclose(data[:1600], tone, atol=1e-4)
+    path = tmp_path / "grow.wav"
+    fs = FileSink(path, 16000)
+    fs.write(tone)
+    assert sf.info(path).frames >= 0  # readable while open
+    fs.close(ok=True)
+    assert sf.info(path).frames == 1600
+    failed = tmp_path / "failed.wav"
+    fs = FileSink(failed, 16000)
+    fs.write(tone)
+    fs.close(ok=False)
+    assert not failed.exists()  # no silently truncated output
+
+
+@pytest.fixture(scope="module")
+def model_dir(tts, tmp_path_factory):
+    d = tmp_path_factory.mktemp("rt") / "tts"
+    tts.save_pretrained(d)
+    vd = d.parent / "vocoder"
+    tts.vocoder.save_pretrained(vd)
+    return d, vd
+
+
+def test_cli_stream_raw_stdout_equals_offline_file(model_dir, tmp_path):
+    d, vd = model_dir
+    args = ["tts", "--text", TEXT, "--model", str(d), "--vocoder", str(vd), "--head", "mf", "--seed", "3"]
+    args += ["--threads", "1"]
+    off = tmp_path / "off.wav"
+    assert run_voxar(*args, "-o", str(off)).returncode == 0
+    res = run_voxar("-v", *args, "--stream", "-o", "-", "--format", "raw")
+    assert res.returncode == 0, res.stderr
+    streamed = np.frombuffer(res.stdout, dtype="<i2")
+    ref, _ = sf.read(off, dtype="int16")
+    assert len(streamed) == len(ref) and np.max(np.abs(streamed.astype(int) - ref)) <= 1
+    err = res.stderr.decode()
+    assert "chunk 0:" in err and "ready at" in err and "first audio after" in err
+
+
+def test_cli_stream_stdin_to_growing_file(model_dir, tmp_path):
+    d, vd = model_dir
+    out = tmp_path / "s.wav"
+    res = run_voxar(
+        "tts",
+        "--model",
+        str(d),
+        "--vocoder",
+        str(vd),
+        "--stream",
+        "-o",
+        str(out),
+        "--threads",
+        "1",
+        input=b"Hi there.\nBye now.\n",
+    )
+    assert res.returncode == 0, res.stderr
+    data, sr = sf.read(out)
+    assert sr == 16000 and len(data) > 0.3 * sr
+
+
+def test_cli_stream_play_on_alsa_file_device(model_dir, alsa_file_devices):
+    env, _, spk = alsa_file_devices
+    d, vd = model_dir
+    res = run_voxar(
+        "tts", "--text", "Hi.", "--model", str(d), "--vocoder", str(vd), "--play", "--output-device", "voxar_spk",
+        "--threads", "1", env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert spk.stat().st_size > 0.1 * 16000 * 2  # the file PCM received the played samples
+    bad = run_voxar("tts", "--text", "Hi.", "--model", str(d), "--play", "--output-device", "nope", env=env)
+    assert "nope" in bad.stderr.decode()
+    assert bad.returncode == 1 and len(bad.stderr.decode().strip().splitlines()) == 1
+
+
+def test_bench_tts_json(tmp_path):
+    out = tmp_path / "b.json"
+    res = run_voxar("bench", "tts", "--size", "tiny", "--repeats", "2", "--seconds", "0.5", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    r = json.loads(out.read_text())
+    assert r["mode"] == "single" and r["first_audio_ms"]["p50_ms"] > 0 and r["rtf"] > 0
+    assert abs(r["audio_seconds"] - 0.48) < 0.05 and r["peak_rss_mb"] > 0
+    res = run_voxar("bench", "tts", "--size", "tiny", "--streams", "3", "--seconds", "0.3", "--rounds", "1")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["streams"] == 3 and r["requests_done"] >= 3 and "realtime_sustained" in r

@@ -1,0 +1,251 @@
+"""Body of ``voxar bench tts``: first-audio latency, RTF, per-chunk compute and memory of streaming TTS.
+
+**Single stream** (default): a warm engine (:class:`voxar.runtime.engine.StreamingTTS`) speaks a fixed-length
+utterance ``repeats`` times after ``warmup`` runs. *First-audio latency* is the time from the ``stream()`` call until
+the first PCM chunk is available -- reading the prompt (mel, reference encoder), the text prefill, the first patch
+and its vocoding all included. *RTF* is the whole stream's wall time over the audio duration; *per-chunk compute*
+is the engine time per emitted chunk. The length is fixed (``min_patches = max_patches``) so runs are comparable
+and random-weight models (used when no ``--model`` is given: speed does not depend on training) stop on time.
+
+**Many streams** (``streams > 1``): a :class:`voxar.runtime.batching.ContinuousBatcher` keeps ``streams``
+requests active -- they join one per step at the start and each finished request is replaced at once, so streams
+join and leave between steps -- for ``rounds`` request lifetimes. Each step yields one patch (``patch_ms`` of audio)
+per active stream, so the streams are real time when a step takes at most ``patch_ms``: the JSON gives step
+percentiles, the per-stream RTF (step time / patch time), whether ``streams`` are sustained (p95 step <= patch
+time) and a linear estimate of how many streams the device would sustain.
+
+Legend: P frames per patch, L samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxar.errors import VoxarConfigError
+
+log = logging.getLogger(__name__)
+
+TEXT = "Streaming speech starts before the sentence is finished."
+
+
+def synthetic_prompt(seconds: float = 3.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """A voice-like test prompt ``(L,)``: a gliding harmonic tone with syllable-rate amplitude modulation."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 20))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    wav = 0.1 * env * voiced + 0.003 * rng.standard_normal(len(t))
+    return wav.astype(np.float32)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> dict[str, float]:
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def bench_single(
+    tts: Any,
+    *,
+    seconds: float = 4.0,
+    repeats: int = 10,
+    warmup: int = 2,
+    first_chunk: int = 1,
+    chunk: int = 4,
+    head: str = "mf",
+    steps: int | None = None,
+    overlap: bool = True,
+    autocast: str | None = None,
+    prompt: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Single-stream figures (see the module docstring)."""
+    from voxar.bench import percentiles
+    from voxar.runtime.engine import StreamConfig, StreamingTTS
+
+    n = max(1, round(seconds / _patch_seconds(tts)))
+    cfg = StreamConfig(
+        first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, overlap=overlap, min_patches=n,
+        max_patches=n, autocast=autocast,
+    )  # fmt: skip
+    engine = StreamingTTS(tts, cfg)
+    prompt = synthetic_prompt(sr=tts.sample_rate) if prompt is None else prompt
+    first, rtf, per_chunk, chunk_ms, audio = [], [], [], [], 0.0
+    for run in range(warmup + repeats):
+        t0 = time.perf_counter()
+        got = 0
+        lat = None
+        for ch in engine.stream(TEXT, prompt_wav=prompt):
+            _sync(tts.device)
+            if lat is None and len(ch.pcm):
+                lat = 1e3 * (time.perf_counter() - t0)
+            if run >= warmup and len(ch.pcm):
+                per_chunk.append(ch.compute_ms)
+                chunk_ms.append(1e3 * ch.duration)
+            got += len(ch.pcm)
+        wall = time.perf_counter() - t0
+        if run >= warmup:
+            first.append(lat)
+            audio = got / tts.sample_rate
+            rtf.append(wall / audio)
+    return {
+        "mode": "single",
+        "audio_seconds": audio,
+        "first_chunk_patches": first_chunk,
+        "chunk_patches": chunk,
+        "first_audio_ms": percentiles(first),
+        "rtf": float(np.mean(rtf)),
+        "rtf_max": float(np.max(rtf)),
+        "chunk_compute_ms": percentiles(per_chunk),
+        "chunk_audio_ms": float(np.median(chunk_ms)),
+        **_peak_memory_mb(tts.device),
+    }
+
+
+def bench_streams(
+    tts: Any,
+    streams: int,
+    *,
+    seconds: float = 4.0,
+    rounds: int = 2,
+    chunk: int = 4,
+    head: str = "mf",
+    steps: int | None = None,
+    autocast: str | None = None,
+    prompt: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Continuous-batching figures for ``streams`` concurrent streams (see the module docstring)."""
+    from voxar.bench import percentiles
+    from voxar.runtime.batching import ContinuousBatcher, Request
+
+    if streams < 1:
+        raise VoxarConfigError(f"--streams must be >= 1, got {streams}")
+    patch_ms = 1e3 * _patch_seconds(tts)
+    n = max(1, round(seconds / _patch_seconds(tts)))
+    prompt = synthetic_prompt(sr=tts.sample_rate) if prompt is None else prompt
+    cond, prefix = tts._conditioning(prompt, None)
+    segments = tts.encode_sentences(TEXT)[:1]
+    batcher = ContinuousBatcher(tts, head=head, steps=steps, chunk=chunk, max_batch=streams)
+    made = 0
+
+    def new_request() -> Request:
+        nonlocal made
+        made += 1
+        gen = torch.Generator(tts.device).manual_seed(made)
+        return Request(segments, cond, prefix, gen, None, min_patches=n, max_patches=n)
+
+    ctx = _autocast(tts.device, autocast)
+    total = rounds * n + streams
+    step_ms, active, first = [], [], []
+    live: list[Request] = []
+    with ctx:
+        for _ in range(min(5, n)):  # warm-up: one short request alone
+            batcher.submit(Request(segments, cond, prefix, torch.Generator(tts.device).manual_seed(0), None, 1, 1))
+            batcher.run()
+        for step in range(total):
+            if step < streams:  # streams join one per step at the start
+                live.append(batcher.submit(new_request()))
+            _sync(tts.device)
+            t0 = time.perf_counter()
+            b = batcher.step()
+            _sync(tts.device)
+            step_ms.append(1e3 * (time.perf_counter() - t0))
+            active.append(b)
+            for r in [r for r in live if r.finished]:  # leave, and a new stream joins in its place
+                first.append(1e3 * (r.first_audio - r.submitted) if r.first_audio else float("nan"))
+                live.remove(r)
+                if step < total - n:
+                    live.append(batcher.submit(new_request()))
+    full = [ms for ms, b in zip(step_ms, active, strict=True) if b == streams] or step_ms
+    p = percentiles(full)
+    mean = float(np.mean(full))
+    return {
+        "mode": "continuous_batching",
+        "streams": streams,
+        "patch_ms": patch_ms,
+        "steps": len(step_ms),
+        "requests_done": len(first),
+        "step_ms_at_full_batch": p,
+        "per_stream_rtf": mean / patch_ms,
+        "realtime_sustained": bool(p["p95_ms"] <= patch_ms),
+        "realtime_streams_estimate": int(streams * patch_ms / mean),
+        "first_audio_ms_under_load": percentiles([f for f in first if f == f]),
+        **_peak_memory_mb(tts.device),
+    }
+
+
+def _patch_seconds(tts: Any) -> float:
+    return tts.cfg.lm.patch_size * tts.mel_cfg.hop_length / tts.mel_cfg.sample_rate
+
+
+def _autocast(device: torch.device, dtype: str | None) -> Any:
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+
+
+def run_bench(
+    model: Any,
+    size: str,
+    device: str,
+    streams: int,
+    threads: int,
+    vocoder: str | None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Build (or load) the model and run the single- or multi-stream benchmark; a JSON-ready dict."""
+    from voxar.bench import hardware
+    from voxar.runtime.builders import load_or_build
+    from voxar.vocode import resolve_device
+
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    elif dev.type == "cpu":
+        torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
+    tts = load_or_build(model, size, dev, vocoder)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("steps", "autocast")}
+    if streams > 1:
+        kwargs.pop("first_chunk", None)
+        kwargs.pop("overlap", None)
+        kwargs.pop("repeats", None)
+        kwargs.pop("warmup", None)
+        result = bench_streams(tts, streams, **kwargs)
+    else:
+        kwargs.pop("rounds", None)
+        result = bench_single(tts, **kwargs)
+    lm_params = sum(p.numel() for p in tts.model.lm.parameters())
+    head_params = sum(p.numel() for p in tts.model.head(kwargs.get("head", "mf")).parameters())
+    voc_params = sum(p.numel() for p in tts.vocoder.parameters())
+    return {
+        "benchmark": "tts",
+        "model": str(model) if model is not None else f"random {size} (speed does not depend on training)",
+        "params_m": {"lm": lm_params / 1e6, "head": head_params / 1e6, "vocoder": voc_params / 1e6},
+        "head": kwargs.get("head", "mf"),
+        "steps": kwargs.get("steps"),
+        "autocast": kwargs.get("autocast"),
+        **result,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg()[0],
+        "hardware": hardware(str(dev)),
+    }

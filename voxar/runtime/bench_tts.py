@@ -188,6 +188,51 @@ def bench_streams(
     }
 
 
+@torch.inference_mode()
+def profile_components(tts: Any, head: str = "mf", steps: int | None = None, n: int = 20) -> dict[str, Any]:
+    """Where a patch's time goes: prompt features, prefill, one LM step, one head sample, one vocoder call per
+    patch (ms, medians over ``n`` calls, after the same calls once as warm-up)."""
+    from voxar.bench import percentiles
+
+    dev = tts.device
+    lm, flow = tts.model.lm, tts.model.head(head)
+    prompt = synthetic_prompt(sr=tts.sample_rate)
+    ids = tts.encode_sentences(TEXT)[0]
+    text_ids = torch.tensor([ids], device=dev)
+    text_lens = torch.tensor([len(ids)], device=dev)
+
+    def timed(fn: Any) -> list[float]:
+        out = []
+        for _ in range(n + 1):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            out.append(1e3 * (time.perf_counter() - t0))
+        return out[1:]
+
+    cond: dict[str, Any] = {}
+    t_prompt = timed(lambda: cond.update(tts._conditioning(prompt, None)[0]))
+    t_prefill = timed(lambda: lm.prefill(text_ids, text_lens, chunk_size=1, **cond))
+    h, state = lm.prefill(text_ids, text_lens, chunk_size=1, **cond)
+    hist = torch.zeros(1, flow.cfg.history * lm.cfg.patch_dim, device=dev)
+    x = flow.sample_patch(h, hist if hist.shape[1] else None, steps)
+    t_head = timed(lambda: flow.sample_patch(h, hist if hist.shape[1] else None, steps))
+    t_lm = timed(lambda: lm.step(x, state))
+    voc = tts.vocoder
+    vstate = voc.init_state(1, dev)
+    mel = lm.unpatchify(x[:, None])  # (1, M, P)
+    t_voc = timed(lambda: voc.step(mel, vstate))
+    return {
+        "prompt_features_ms": percentiles(t_prompt)["p50_ms"],
+        "prefill_ms": percentiles(t_prefill)["p50_ms"],
+        "lm_step_ms": percentiles(t_lm)["p50_ms"],
+        "head_sample_ms": percentiles(t_head)["p50_ms"],
+        "vocoder_per_patch_ms": percentiles(t_voc)["p50_ms"],
+        "patch_ms": 1e3 * _patch_seconds(tts),
+    }
+
+
 def _patch_seconds(tts: Any) -> float:
     return tts.cfg.lm.patch_size * tts.mel_cfg.hop_length / tts.mel_cfg.sample_rate
 
@@ -233,6 +278,7 @@ def run_bench(
     else:
         kwargs.pop("rounds", None)
         result = bench_single(tts, **kwargs)
+        result["profile"] = profile_components(tts, kwargs.get("head", "mf"), kwargs.get("steps"))
     lm_params = sum(p.numel() for p in tts.model.lm.parameters())
     head_params = sum(p.numel() for p in tts.model.head(kwargs.get("head", "mf")).parameters())
     voc_params = sum(p.numel() for p in tts.vocoder.parameters())

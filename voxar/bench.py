@@ -134,8 +134,9 @@ def tts(
     model: Path | None = typer.Option(None, "--model", help="TTS model directory (default: random weights, --size)."),
     size: str = typer.Option("small", "--size", help="Named size with random weights: tiny, small."),
     vocoder: str | None = typer.Option(
-        None, "--vocoder", help="Vocoder dir or 'griffin-lim' (default: a random causal tiny vocoder, or with --model "
-        "the packaged one)."
+        None,
+        "--vocoder",
+        help="Vocoder dir or 'griffin-lim' (default: a random causal tiny vocoder, or with --model the packaged one).",
     ),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     streams: int = typer.Option(1, "--streams", min=1, help="Concurrent streams (> 1: continuous batching)."),
@@ -166,3 +167,21 @@ def tts(
         first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, overlap=overlap, autocast=autocast,
     )  # fmt: skip
     write_result(result, output)
+
+
+@app.command()
+def vc(
+    model: Path | None = typer.Option(None, "--model", help="VC model dir (default: random tiny models)."),
+    content_model: Path | None = typer.Option(None, "--content-model", help="Content encoder dir."),
+    vocoder: Path | None = typer.Option(None, "--vocoder", help="Vocoder dir."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU)."),
+    block_ms: float = typer.Option(20.0, "--block-ms", help="Audio block per step (ms)."),
+    lookahead_ms: float = typer.Option(0.0, "--lookahead-ms", help="Content-encoder lookahead (ms)."),
+    seconds: float = typer.Option(10.0, help="Audio converted."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
+) -> None:
+    """Streaming voice conversion speed: measured algorithmic latency, per-block compute p50/p95, RTF."""
+    from voxar.runtime.bench_vc import bench_vc
+
+    write_result(bench_vc(model, content_model, vocoder, device, threads, block_ms, lookahead_ms, seconds), output)

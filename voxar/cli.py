@@ -94,6 +94,7 @@ def _register() -> None:
     from voxar.data.cli import app as data_app
     from voxar.eval.cli import eval_command
     from voxar.tts_cli import tts_command
+    from voxar.vc_cli import vc_command
     from voxar.vocode import vocode_command
 
     app.add_typer(audio_app, name="audio")
@@ -102,6 +103,7 @@ def _register() -> None:
     app.command("eval")(eval_command)
     app.command("vocode")(vocode_command)
     app.command("tts")(tts_command)
+    app.command("vc")(vc_command)
 
 
 _register()

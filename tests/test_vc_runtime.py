@@ -182,3 +182,25 @@ def test_bench_vc_json():
     r = json.loads(res.stdout)
     assert r["algorithmic_latency_ms"]["worst_ms"] <= 60 and r["block_compute_ms"]["p95_ms"] > 0
     assert r["rtf"] > 0 and r["torch_threads"] == 1
+
+
+def test_decode_vc_writes_eval_lists(model_dirs, tmp_path):
+    from voxar.bin.decode_vc import main, plan
+
+    d, _ = model_dirs
+    data = tmp_path / "data"
+    data.mkdir()
+    utts = {"a_1": "a", "a_2": "a", "b_1": "b", "b_2": "b"}
+    for i, u in enumerate(utts):
+        sf.write(tmp_path / f"{u}.wav", voice(1.1, seed=i, f0=110.0 + 40 * i), SR)
+    (data / "wav.scp").write_text("".join(f"{u} {tmp_path / u}.wav\n" for u in utts))
+    (data / "text").write_text("".join(f"{u} hello {u}\n" for u in utts))
+    (data / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in utts.items()))
+    assert plan(list(utts), utts)[0] == ("a_1", "b", "b_1")
+    args = ["--vc-model", str(d / "vc"), "--content-model", str(d / "content"), "--vocoder", str(d / "vocoder")]
+    assert main([*args, "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    rows = [line.split("\t") for line in (tmp_path / "out" / "list.tsv").read_text().splitlines()]
+    assert [r[0] for r in rows] == sorted(utts) and all(r[4] != utts[r[0]] for r in rows)
+    assert all(sf.info(r[1]).frames == sf.info(str(tmp_path / f"{r[0]}.wav")).frames for r in rows)
+    src = (tmp_path / "out" / "source_list.tsv").read_text().splitlines()
+    assert len(src) == 4 and src[0].split("\t")[3] == rows[0][3]

@@ -50,6 +50,12 @@ format: install
 bench: install
 	@mkdir -p exp/bench
 	$(VENV)/bin/voxar bench features --device cpu -o exp/bench/features_cpu.json
+	$(VENV)/bin/voxar bench vocoder --size tiny --causal --device cpu -o exp/bench/vocoder_tiny_causal_cpu.json
+	$(VENV)/bin/voxar bench tts --size small --device cpu -o exp/bench/tts_small_cpu.json
+	$(VENV)/bin/voxar bench tts --size tiny --device cpu -o exp/bench/tts_tiny_cpu.json
+	$(VENV)/bin/voxar bench tts --size tiny --device cpu --streams 4 -o exp/bench/tts_tiny_cpu_streams4.json
+	$(VENV)/bin/voxar bench vc --device cpu -o exp/bench/vc_cpu.json
+	@echo "JSON results in exp/bench/ (docs/benchmarks.md explains them)"
 
 demo: install
 	bash scripts/demo.sh $(VENV)

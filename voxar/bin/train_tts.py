@@ -302,18 +302,20 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
 
     def batches(self) -> Any:
-        """Endless batches from the current step on (epoch and position follow from the step: exact resume)."""
+        """Endless batches from the current step on. Epoch and position follow from the step, walking the epochs
+        from 0 (their batch counts differ by a few, so ``step // len(sampler)`` would be wrong and could even stall
+        on an empty slice): exact resume."""
         import numpy as np
 
-        n = len(self.sampler)
-        step = self.step
+        step, epoch, offset = self.step, 0, self.step
         while True:
-            epoch, offset = divmod(step, n)
             self.sampler.set_epoch(epoch)
-            for indices in list(self.sampler)[offset:]:
+            batches = list(self.sampler)
+            for indices in batches[offset:]:
                 rng = np.random.default_rng([self.cfg.seed, self.info.rank, step])
                 yield self.train_set.batch(indices, rng)
                 step += 1
+            epoch, offset = epoch + 1, max(0, offset - len(batches))
 
     # ------------------------------------------------------------------------------------------------ one step
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:

@@ -176,7 +176,7 @@ class VoiceConverter:
             dirs[name] = path
         content = ContentEncoder.from_pretrained(dirs["content"], device=device)
         vc = VCModel.from_pretrained(dirs["vc"], device=device, content_dim=content.out_dim)
-        voc = Vocoder.from_pretrained(dirs["vocoder"], device=device, preset="16k")
+        voc = Vocoder.from_pretrained(dirs["vocoder"], device=device, preset=vc.cfg.preset)
         return cls(content, vc, voc, device)
 
     @property

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # voxar synth recipe: an offline multi-speaker English corpus from Debian voices (espeak-ng, flite) with WORLD
-# timbre transforms, then (in later versions of this recipe) features, vocoder, TTS and voice conversion.
+# timbre transforms, then features, vocoder, TTS and voice conversion trained on it (16 kHz, 16k mel preset).
 #
-# Run from this directory:  bash run.sh --size tiny --nj 2 --stop_stage 1
-# Outputs (all git-ignored): data/{train,dev,test} Kaldi dirs, wav/ 16 kHz audio, exp/corpus_report.json.
-# --datadir/--wavdir/--expdir put them elsewhere (tests use a temporary directory).
+#   bash run.sh --size tiny --nj 2 --stop_stage 1      # the corpus only
+#   bash run.sh --size tiny --ngpu 0 --threads 1       # everything, tiny models on a CPU
+# Stages: 1 corpus (local/data.sh); 2 features; 3 vocoder; 4 TTS; 5 content encoder; 6 VC model; 7 decode the
+# test set; 8 voxar eval report; 9 pack model dirs with model cards (2-4 and 7-9 in tts.sh, 5-9 in vc.sh, both
+# linked from ../../recipes). Stages are idempotent (.done markers) and training resumes from its checkpoints.
+# Outputs (all git-ignored): data/{train,dev,test} Kaldi dirs, wav/ 16 kHz audio, dump/ features, exp/ models,
+# reports and exp/pack/. --datadir/--wavdir/--dumpdir/--expdir put them elsewhere (tests use a temporary directory).
 set -euo pipefail
 
 log() {
@@ -14,8 +18,8 @@ log() {
 
 # Defaults; each can be overridden as --name value (see utils/parse_options.sh).
 stage=1            # first stage to run
-stop_stage=100     # last stage to run
-nj=2               # parallel synthesis processes
+stop_stage=9       # last stage to run
+nj=2               # parallel jobs: synthesis processes, feature-dump workers, decoding jobs
 size=tiny          # tiny (~2.5 min, 8 speakers, CI) or full (~3.3 h, 78 speakers)
 seed=0             # seed of sentences, speakers and prosody
 layout=kaldi       # kaldi, or libritts to also write a LibriTTS-layout copy (24 kHz)
@@ -25,12 +29,37 @@ expdir=exp         # reports and (later) models
 libritts_dir=""    # LibriTTS tree for --layout libritts (default: ${datadir}/LibriTTS)
 sim=true           # measure speaker similarity in the corpus report (resemblyzer)
 max_utts_per_spk=8 # utterances per speaker for the similarity measurement
+dumpdir=dump       # feature dumps (stage 2)
+ngpu=0             # GPUs per node: 0 = CPU; K > 1 = torchrun --nproc_per_node K (DDP)
+nproc=0            # training processes per node (0: from ngpu; > 1 with ngpu 0: CPU DDP)
+torchrun_opts=""   # multi-node torchrun flags
+threads=0          # torch threads per process (0: torch's default; 1 is fastest for tiny models on a small CPU)
+python=python      # the Python that runs voxar
+model_size=tiny    # config size: conf/{vocoder,tts,content,vc}_${model_size}.yaml
+vocoder_config=""  # default: conf/vocoder_${model_size}.yaml
+tts_config=""      # default: conf/tts_${model_size}.yaml
+content_config=""  # default: conf/content_${model_size}.yaml
+vc_config=""       # default: conf/vc_${model_size}.yaml
+vocoder_max_steps="" # override max_steps of each model (empty: the config's)
+tts_max_steps=""
+content_max_steps=""
+vc_max_steps=""
+vocoder_args=""    # more arguments of each training entry point
+tts_args=""
+content_args=""
+vc_args=""
+decode_args=""     # more decode_tts arguments (e.g. "--head mf")
+vc_decode_args=""  # more decode_vc arguments
+decode_max_utts=0  # decode (TTS) / convert (VC) at most N test utterances (0: all)
+eval_args=""       # more voxar eval arguments (e.g. "--no-mcd")
+vc=true            # run the voice-conversion stages
+vc_eval_source=true # also evaluate the unconverted VC sources against the same targets (the SIM baseline)
 
 usage="Usage: $0 [options]
-Builds the synthetic corpus (stage 1). Options (defaults in brackets):
+Builds the synthetic corpus (stage 1) and trains on it (stages 2-9). Options (defaults in brackets):
   --stage N               first stage [${stage}]
-  --stop_stage N          last stage [${stop_stage}]; only stage 1 (data) exists so far
-  --nj N                  parallel synthesis processes [${nj}]
+  --stop_stage N          last stage [${stop_stage}]; stages 1-9
+  --nj N                  parallel jobs (synthesis, feature dumps, decoding) [${nj}]
   --size tiny|full        corpus size [${size}]
   --seed N                random seed [${seed}]
   --layout kaldi|libritts also write the LibriTTS layout [${layout}]
@@ -39,7 +68,20 @@ Builds the synthetic corpus (stage 1). Options (defaults in brackets):
   --expdir DIR            reports [${expdir}]
   --libritts_dir DIR      LibriTTS tree [\${datadir}/LibriTTS]
   --sim true|false        speaker similarity in the report [${sim}]
-  --max_utts_per_spk N    utterances per speaker for the similarity [${max_utts_per_spk}]"
+  --max_utts_per_spk N    utterances per speaker for the similarity [${max_utts_per_spk}]
+  --dumpdir DIR           feature dumps [${dumpdir}]
+  --ngpu K                GPUs per node; K > 1: torchrun DDP [${ngpu}]
+  --nproc N               training processes per node (0: from --ngpu) [${nproc}]
+  --torchrun_opts \"...\"   multi-node torchrun flags
+  --threads N             torch threads per process [${threads}]
+  --model_size tiny|small config size [${model_size}]
+  --{vocoder,tts,content,vc}_config FILE      configs [conf/<model>_\${model_size}.yaml]
+  --{vocoder,tts,content,vc}_max_steps N      step limits [config]
+  --{vocoder,tts,content,vc}_args \"...\"       more training arguments
+  --decode_args / --vc_decode_args / --eval_args \"...\"
+  --decode_max_utts N     test utterances decoded, 0: all [${decode_max_utts}]
+  --vc true|false         voice-conversion stages [${vc}]
+  --vc_eval_source true|false  also evaluate the unconverted VC sources (baseline) [${vc_eval_source}]"
 
 # The recipe runs in its own directory (as Kaldi/ESPnet recipes do), wherever it is called from; relative
 # --datadir/--wavdir/--expdir paths are relative to this directory.
@@ -54,10 +96,8 @@ if [ $# -ne 0 ]; then
   exit 1
 fi
 
-# Stages that exist in this version of the recipe. Later stages (2: features, 3: vocoder, 4: TTS, 5: voice
-# conversion) are added by later issues; asking for them fails here, before any work is done.
-last_stage=1
-for _v in stage stop_stage nj; do
+last_stage=9
+for _v in stage stop_stage nj ngpu nproc threads decode_max_utts; do
   case "${!_v}" in
     '' | *[!0-9]*) echo "$0: --${_v} must be a non-negative integer, got '${!_v}'" >&2; exit 1 ;;
   esac
@@ -67,11 +107,23 @@ if [ "${stage}" -gt "${stop_stage}" ]; then
   exit 1
 fi
 if [ "${stop_stage}" -gt "${last_stage}" ]; then
-  echo "$0: stages $((last_stage + 1))-${stop_stage} are not implemented yet (the last stage of this recipe is" \
-    "${last_stage}: data). Rerun with --stop_stage ${last_stage}." >&2
+  echo "$0: --stop_stage ${stop_stage}: this recipe's stages are 1-${last_stage}" >&2
   exit 1
 fi
 [ -n "${libritts_dir}" ] || libritts_dir="${datadir}/LibriTTS"
+[ -n "${vocoder_config}" ] || vocoder_config="conf/vocoder_${model_size}.yaml"
+[ -n "${tts_config}" ] || tts_config="conf/tts_${model_size}.yaml"
+[ -n "${content_config}" ] || content_config="conf/content_${model_size}.yaml"
+[ -n "${vc_config}" ] || vc_config="conf/vc_${model_size}.yaml"
+if [ "${stop_stage}" -ge 2 ]; then
+  configs="${vocoder_config} ${tts_config}"
+  [ "${vc}" = false ] || configs+=" ${content_config} ${vc_config}"
+  for _c in ${configs}; do
+    [ -f "${_c}" ] || { echo "$0: config ${_c} not found (--model_size ${model_size})" >&2; exit 1; }
+  done
+fi
+vocoder_tag="$(basename "${vocoder_config}" .yaml)"
+tts_tag="$(basename "${tts_config}" .yaml)"
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   log "Stage 1: synthetic corpus (size=${size} seed=${seed} layout=${layout} nj=${nj})"
@@ -91,10 +143,25 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   log "Stage 1: done: ${datadir}/{train,dev,test}, report ${expdir}/corpus_report.json"
 fi
 
-# ---------------------------------------------------------------------------------------------------------------
-# Stage 2+ (features, vocoder, TTS, voice conversion) go here, each as
-#   if [ "${stage}" -le N ] && [ "${stop_stage}" -ge N ]; then ...; fi
-# with last_stage raised accordingly.
-# ---------------------------------------------------------------------------------------------------------------
+common=(--nj "${nj}" --ngpu "${ngpu}" --nproc "${nproc}" --torchrun_opts "${torchrun_opts}" --threads "${threads}"
+  --python "${python}" --preset 16k --datadir "${datadir}" --dumpdir "${dumpdir}" --expdir "${expdir}"
+  --train_set train --valid_set dev --test_sets test --eval_args "${eval_args}"
+  --corpus "voxar synth corpus (size ${size}, seed ${seed})")
+
+if [ "${stop_stage}" -ge 2 ]; then
+  ./tts.sh "${common[@]}" --stage "$((stage > 2 ? stage : 2))" --stop_stage "${stop_stage}" \
+    --vocoder_config "${vocoder_config}" --vocoder_tag "${vocoder_tag}" --vocoder_max_steps "${vocoder_max_steps}" \
+    --vocoder_args "${vocoder_args}" --tts_config "${tts_config}" --tts_tag "${tts_tag}" \
+    --tts_max_steps "${tts_max_steps}" --tts_args "${tts_args}" --decode_args "${decode_args}" \
+    --decode_max_utts "${decode_max_utts}"
+fi
+
+if [ "${vc}" = true ] && [ "${stop_stage}" -ge 5 ]; then
+  ./vc.sh "${common[@]}" --stage "$((stage > 5 ? stage : 5))" --stop_stage "${stop_stage}" \
+    --vocoder_exp "${expdir}/${vocoder_tag}" --tts_exp "${expdir}/${tts_tag}" \
+    --content_config "${content_config}" --content_max_steps "${content_max_steps}" --content_args "${content_args}" \
+    --vc_config "${vc_config}" --vc_max_steps "${vc_max_steps}" --vc_args "${vc_args}" \
+    --decode_args "${vc_decode_args}" --decode_max_utts "${decode_max_utts}" --eval_source "${vc_eval_source}"
+fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

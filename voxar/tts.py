@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 KIND = "tts"
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "models" / "tts"
+DEFAULT_VOICE = Path(__file__).resolve().parent / "assets" / "voices" / "default.wav"  # made by egs/synth
 MIN_PROMPT_SECONDS = 0.5
 MAX_PROMPT_SECONDS = 30.0
 PAUSE_SECONDS = 0.15
@@ -490,6 +491,7 @@ class TTS:
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
+    "DEFAULT_VOICE",
     "MAX_PROMPT_SECONDS",
     "MIN_PROMPT_SECONDS",
     "TTS",

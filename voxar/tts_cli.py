@@ -39,8 +39,14 @@ def tts_command(
     ] = None,
     text: Annotated[str | None, typer.Option("--text", "-t", help="Text to speak (default: read stdin).")] = None,
     prompt: Annotated[
-        Path | None, typer.Option("--prompt", "-p", help="Reference recording of the target voice (0.5-30 s).")
+        Path | None,
+        typer.Option(
+            "--prompt", "-p", help="Reference recording of the target voice (0.5-30 s; default: the bundled voice)."
+        ),
     ] = None,
+    no_prompt: Annotated[
+        bool, typer.Option("--no-prompt", help="No reference at all: the model's average voice.")
+    ] = False,
     prompt_text: Annotated[
         str | None, typer.Option("--prompt-text", help="Transcript of --prompt (prompt continuation mode).")
     ] = None,
@@ -113,6 +119,13 @@ def tts_command(
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
     if prompt_text is not None and prompt is None:
         raise VoxarTextError("--prompt-text needs --prompt (the recording it transcribes)")
+    if no_prompt and prompt is not None:
+        raise VoxarConfigError("--no-prompt and --prompt exclude each other")
+    from voxar.tts import DEFAULT_VOICE
+
+    if prompt is None and not no_prompt and DEFAULT_VOICE.is_file():
+        prompt = DEFAULT_VOICE
+        log.info("no --prompt: speaking in the bundled default voice (%s)", DEFAULT_VOICE.name)
 
     if streaming:
         return _stream(text, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device, threads,

@@ -54,6 +54,8 @@ decode_max_utts=0  # decode (TTS) / convert (VC) at most N test utterances (0: a
 eval_args=""       # more voxar eval arguments (e.g. "--no-mcd")
 vc=true            # run the voice-conversion stages
 vc_eval_source=true # also evaluate the unconverted VC sources against the same targets (the SIM baseline)
+install_default=false # after stage 9: install the packed models + a voice clip as voxar's embedded defaults
+default_voice=flt-slt-a # speaker whose first training utterance becomes the bundled default voice
 
 usage="Usage: $0 [options]
 Builds the synthetic corpus (stage 1) and trains on it (stages 2-9). Options (defaults in brackets):
@@ -81,7 +83,9 @@ Builds the synthetic corpus (stage 1) and trains on it (stages 2-9). Options (de
   --decode_args / --vc_decode_args / --eval_args \"...\"
   --decode_max_utts N     test utterances decoded, 0: all [${decode_max_utts}]
   --vc true|false         voice-conversion stages [${vc}]
-  --vc_eval_source true|false  also evaluate the unconverted VC sources (baseline) [${vc_eval_source}]"
+  --vc_eval_source true|false  also evaluate the unconverted VC sources (baseline) [${vc_eval_source}]
+  --install_default true|false  install the packed models as voxar's embedded defaults [${install_default}]
+  --default_voice SPK     training speaker of the bundled default voice [${default_voice}]"
 
 # The recipe runs in its own directory (as Kaldi/ESPnet recipes do), wherever it is called from; relative
 # --datadir/--wavdir/--expdir paths are relative to this directory.
@@ -162,6 +166,19 @@ if [ "${vc}" = true ] && [ "${stop_stage}" -ge 5 ]; then
     --content_config "${content_config}" --content_max_steps "${content_max_steps}" --content_args "${content_args}" \
     --vc_config "${vc_config}" --vc_max_steps "${vc_max_steps}" --vc_args "${vc_args}" \
     --decode_args "${vc_decode_args}" --decode_max_utts "${decode_max_utts}" --eval_source "${vc_eval_source}"
+fi
+
+if [ "${install_default}" = true ] && [ "${stop_stage}" -ge 9 ]; then
+  # The package's embedded defaults (voxar/assets): the packed models (fp16, <= 30 MB) and a short clip of a
+  # training speaker as the default voice of `voxar tts` without --prompt.
+  voice_utt=$(awk -v s="${default_voice}" '$2 == s {print $1; exit}' "${datadir}/train/utt2spk")
+  if [ -z "${voice_utt}" ]; then
+    echo "$0: --default_voice ${default_voice}: no such speaker in ${datadir}/train" >&2
+    exit 1
+  fi
+  voice_wav=$(awk -v u="${voice_utt}" '$1 == u {print $2; exit}' "${datadir}/train/wav.scp")
+  log "Installing the packed models and ${voice_utt} as voxar's embedded defaults"
+  ${python} -m voxar.bin.install_defaults --pack "${expdir}/pack" --voice "${voice_wav}"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

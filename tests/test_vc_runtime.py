@@ -204,3 +204,12 @@ def test_decode_vc_writes_eval_lists(model_dirs, tmp_path):
     assert all(sf.info(r[1]).frames == sf.info(str(tmp_path / f"{r[0]}.wav")).frames for r in rows)
     src = (tmp_path / "out" / "source_list.tsv").read_text().splitlines()
     assert len(src) == 4 and src[0].split("\t")[3] == rows[0][3]
+
+
+def test_decode_vc_plan_with_unseen_targets():
+    from voxar.bin.decode_vc import plan
+
+    utt2spk = {"a_1": "a", "a_2": "a", "b_1": "b", "b_2": "b", "c_1": "c", "c_2": "c"}
+    out = plan(list(utt2spk), utt2spk, exclude={"a", "b"})  # only c is unseen in training
+    assert [(u, s) for u, s, _ in out] == [("a_1", "c"), ("a_2", "c"), ("b_1", "c"), ("b_2", "c")]
+    assert all(ref != u and utt2spk[ref] == s for u, s, ref in out)

@@ -25,19 +25,32 @@ from pathlib import Path
 logger = logging.getLogger("voxar.decode_vc")
 
 
-def plan(utts: list[str], utt2spk: dict[str, str]) -> list[tuple[str, str, str]]:
-    """``(source utt, target speaker, reference utt)`` for every utterance (see the module docstring)."""
+def plan(utts: list[str], utt2spk: dict[str, str], exclude: set[str] | None = None) -> list[tuple[str, str, str]]:
+    """``(source utt, target speaker, reference utt)`` for every utterance (see the module docstring).
+
+    With ``exclude`` (speakers seen in training), the targets are only the *other* speakers -- unseen ones -- taken
+    in turn, never the source's own speaker; sources are all utterances."""
     from voxar.errors import VoxarDataError
 
     spk2utts: dict[str, list[str]] = {}
     for u in sorted(utts):
         spk2utts.setdefault(utt2spk[u], []).append(u)
     speakers = sorted(spk2utts)
-    if len(speakers) < 2:
-        raise VoxarDataError(f"voice conversion needs at least 2 speakers in the test set, found {len(speakers)}")
+    targets = [s for s in speakers if s not in (exclude or set())]
+    if len(speakers) < 2 or not targets or (len(targets) == 1 and len(speakers) == 1):
+        raise VoxarDataError(
+            f"voice conversion needs at least 2 speakers and a target speaker, found {len(speakers)} speakers and "
+            f"{len(targets)} target(s)"
+        )
     out = []
-    for u in sorted(utts):
-        spk = speakers[(speakers.index(utt2spk[u]) + 1) % len(speakers)]
+    for i, u in enumerate(sorted(utts)):
+        if exclude is None:
+            spk = speakers[(speakers.index(utt2spk[u]) + 1) % len(speakers)]
+        else:
+            choices = [s for s in targets if s != utt2spk[u]]
+            if not choices:
+                continue
+            spk = choices[i % len(choices)]
         refs = [r for r in spk2utts[spk] if r != u]
         out.append((u, spk, refs[0]))
     return out
@@ -51,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="Kaldi data dir of the test set (wav.scp, text, utt2spk)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--max-utts", type=int, default=0, help="convert at most N utterances (0: all)")
+    p.add_argument(
+        "--unseen-from", default=None, help="training Kaldi dir: only its unseen speakers are conversion targets"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -81,9 +97,11 @@ def run(args: argparse.Namespace) -> None:
     data = read_data_dir(args.data)
     conv = VoiceConverter.from_pretrained(args.vc_model, args.content_model, args.vocoder, device=args.device)
     _set_lookahead(conv.content, 0.0)
-    todo = plan(list(data.wav_scp), data.utt2spk)
-    if args.max_utts:
-        todo = todo[: args.max_utts]
+    exclude = set(read_data_dir(args.unseen_from).utt2spk.values()) if args.unseen_from else None
+    todo = plan(list(data.wav_scp), data.utt2spk, exclude)
+    if args.max_utts:  # spread over the set (sorted ids group speakers), deterministically
+        step = max(1, len(todo) // args.max_utts)
+        todo = todo[::step][: args.max_utts]
     out = Path(args.out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     lines, src_lines, targets = [], [], {}

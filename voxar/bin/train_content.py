@@ -308,18 +308,14 @@ class Trainer:
             ckpt_mod.restore_rng_states(ckpt.get("rng") or {}, self.info.rank, self.info.world_size)
 
     def batches(self) -> Any:
-        """Endless ``(batch, rng)`` pairs from the current step on. Epoch and position follow from the step (walking
-        the epochs from 0: their batch counts differ by a few), and so does the per-step randomness: exact resume."""
+        """Endless ``(batch, rng)`` pairs from the current step on (:func:`voxar.train.loop.epoch_batches`), with
+        per-step randomness: exact resume."""
         import numpy as np
 
-        step, epoch, offset = self.step, 0, self.step
-        while True:
-            self.sampler.set_epoch(epoch)
-            batches = list(self.sampler)
-            for indices in batches[offset:]:
-                yield self.train_set.batch(indices), np.random.default_rng([self.cfg.seed, self.info.rank, step])
-                step += 1
-            epoch, offset = epoch + 1, max(0, offset - len(batches))
+        from voxar.train.loop import epoch_batches
+
+        for step, indices in epoch_batches(self.sampler, self.step):
+            yield self.train_set.batch(indices), np.random.default_rng([self.cfg.seed, self.info.rank, step])
 
     def train_step(self, item: tuple[dict[str, Any], Any]) -> dict[str, float]:
         """One optimiser step on a batch with its own chunk draw and SpecAugment masks; returns its metrics."""
@@ -473,20 +469,12 @@ def _describe(model: Any) -> str:
 # ------------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the script."""
+    from voxar.train.loop import add_dump_train_args
+
     p = argparse.ArgumentParser(prog="train_content", description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="YAML mapping onto ContentTrainConfig")
-    p.add_argument("--dump", required=True, help="training feature dump (voxar data dump ... --preset 16k)")
-    p.add_argument("--valid-dump", default=None, help="validation feature dump (default: a few training utts)")
+    add_dump_train_args(p, "ContentTrainConfig")
     p.add_argument("--test-dump", default=None, help="after training, write the PER on this dump as JSON")
     p.add_argument("--test-out", default=None, help="where --test-dump writes (default: exp/per_<dump>.json)")
-    p.add_argument("--exp", required=True, help="experiment directory (checkpoints, logs, model/)")
-    p.add_argument("--resume", action="store_true", help="continue from exp/last.pt when it exists")
-    p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--seed", type=int, default=None, help="override seed")
-    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per process (torch.set_num_threads)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
 

@@ -13,6 +13,7 @@ In DDP runs :meth:`GracefulInterrupt.should_stop` is a collective, so every rank
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import random
@@ -177,3 +178,35 @@ def train_main(
         return 1
     finally:
         D.cleanup()
+
+
+def epoch_batches(sampler: Any, step: int) -> Iterator[tuple[int, list[int]]]:
+    """Endless ``(step, batch indices)`` from ``step`` on, epoch after epoch of a ``set_epoch`` sampler.
+
+    Epoch and position follow from the step by walking the epochs from 0: length-bucketed epochs hold slightly
+    different numbers of batches, so ``divmod(step, len(sampler))`` would put a resumed run in the wrong place and can
+    stall on an empty slice. With a deterministic sampler this makes resuming exact.
+    """
+    epoch, offset = 0, step
+    while True:
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        for indices in batches[offset:]:
+            yield step, indices
+            step += 1
+        epoch, offset = epoch + 1, max(0, offset - len(batches))
+
+
+def add_dump_train_args(p: argparse.ArgumentParser, config_cls: str) -> None:
+    """The flags shared by the dump-based training entry points (``train_tts``, ``train_content``, ``train_vc``)."""
+    p.add_argument("--config", required=True, help=f"YAML mapping onto {config_cls}")
+    p.add_argument("--dump", required=True, help="training feature dump (voxar data dump ... --preset 16k)")
+    p.add_argument("--valid-dump", default=None, help="validation feature dump (default: a few training utts)")
+    p.add_argument("--exp", required=True, help="experiment directory (checkpoints, logs, model/)")
+    p.add_argument("--resume", action="store_true", help="continue from exp/last.pt when it exists")
+    p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--seed", type=int, default=None, help="override seed")
+    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per process (torch.set_num_threads)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -291,3 +291,10 @@ def test_bench_tts_json(tmp_path):
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
     assert r["streams"] == 3 and r["requests_done"] >= 3 and "realtime_sustained" in r
+
+
+def test_warmup_leaves_the_stream_unchanged(tts, offline):
+    engine = StreamingTTS(tts, StreamConfig(head="mf", seed=3))
+    assert engine.warmup() > 0
+    assert engine.cfg.min_patches is None and engine.cfg.overlap  # settings restored
+    np.testing.assert_allclose(engine.synthesize(TEXT), offline, atol=1e-5)

@@ -197,6 +197,8 @@ def _stream(
         tts,
         StreamConfig(first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, cfg=cfg, seed=seed),  # type: ignore[arg-type]
     )
+    if text is None:  # text arrives on stdin: get the first-call costs out of the way while waiting for it
+        log.debug("warm-up: %.0f ms", engine.warmup(prompt, prompt_text))
     sr = tts.sample_rate
     sinks: list = []
     ok = False

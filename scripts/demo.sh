@@ -21,7 +21,7 @@ done
 voice="$assets/voices/default.wav"
 
 echo "== voxar tts (embedded model, bundled voice, streaming)" >&2
-"$voxar" -v tts --text "$text" --stream --threads 1 -o "$out/tts.wav"
+echo "$text" | "$voxar" -v tts --stream --threads 1 -o "$out/tts.wav"   # text on stdin: spoken as it arrives
 
 echo "== voxar vc (a recording converted to the bundled voice)" >&2
 espeak-ng -v en-us+m3 -w "$out/source_22k.wav" "$text"

@@ -401,7 +401,7 @@ def _ddp_worker(rank: int, port: int, tmp: Path) -> None:
     assert rng["world_size"] == 2 and len(rng["states"]) == 2
     if info.rank == 0:
         torch.save({"model": model.state_dict(), "ema": ema.shadow}, tmp / "ddp.pt")
-    cleanup()
+    cleanup(sync=True)
 
 
 def _free_port() -> int:

@@ -119,6 +119,10 @@ def tts_command(
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
     if prompt_text is not None and prompt is None:
         raise VoxarTextError("--prompt-text needs --prompt (the recording it transcribes)")
+    if play:  # a missing device or PortAudio is reported before anything else happens
+        from voxar.devices import find_device
+
+        find_device(output_device, "output")
     if no_prompt and prompt is not None:
         raise VoxarConfigError("--no-prompt and --prompt exclude each other")
     from voxar.tts import DEFAULT_VOICE

@@ -102,9 +102,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    """Leave the process group, if any."""
+def cleanup(sync: bool = False) -> None:
+    """Leave the process group, if any. ``sync=True`` first waits for every rank (a clean finish: no rank tears
+    its connections down while a peer still uses them, which can abort the peer's gloo threads at exit); errors
+    leave without waiting, since a failed peer would never arrive."""
     if is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -170,14 +170,17 @@ def train_main(
         torch.set_num_threads(max(1, args.threads))
     overrides = list(args.override or [])
     overrides += [f"{key}={getattr(args, key)}" for key in flag_keys if getattr(args, key) is not None]
+    ok = False
     try:
         cfg = load_config(config_cls, args.config, overrides)
-        return trainer_cls(cfg, args).run()
+        status = trainer_cls(cfg, args).run()
+        ok = status == 0
+        return status
     except VoxarError as e:
         sys.stderr.write(f"{prog}: error: {e}\n")
         return 1
     finally:
-        D.cleanup()
+        D.cleanup(sync=ok)
 
 
 def epoch_batches(sampler: Any, step: int) -> Iterator[tuple[int, list[int]]]:

@@ -8,7 +8,8 @@ Usage::
 For each utterance of ``--data`` (a Kaldi dir, sorted by id) the target is the *next* speaker of the set in sorted
 order (another speaker, deterministic; in the synth corpus the test speakers include ones unseen in training) and
 the reference is the target speaker's first utterance that is not the source. The conversion runs the streaming
-pipeline (:class:`voxar.vc.VoiceConverter`) at the default live settings (content lookahead 0).
+pipeline (:class:`voxar.vc.VoiceConverter`) at the default live settings (content lookahead 0; ``--lookahead-ms``
+as in ``voxar vc``).
 
 Writes ``OUT/wav/<utt>.wav`` and two lists in the ``voxar eval`` format (``utt wav text ref_wav spk``):
 ``OUT/list.tsv`` (converted audio vs the target reference) and ``OUT/source_list.tsv`` (the *source* recording vs
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         "--unseen-from", default=None, help="training Kaldi dir: only its unseen speakers are conversion targets"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lookahead-ms", type=float, default=0.0, help="content-encoder lookahead, as voxar vc (default 0: live)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nj", type=int, default=1, help="accepted for the recipe grammar; conversion runs in-process")
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     data = read_data_dir(args.data)
     conv = VoiceConverter.from_pretrained(args.vc_model, args.content_model, args.vocoder, device=args.device)
-    _set_lookahead(conv.content, 0.0)
+    _set_lookahead(conv.content, args.lookahead_ms)
     exclude = set(read_data_dir(args.unseen_from).utt2spk.values()) if args.unseen_from else None
     todo = plan(list(data.wav_scp), data.utt2spk, exclude)
     if args.max_utts:  # spread over the set (sorted ids group speakers), deterministically

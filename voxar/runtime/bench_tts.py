@@ -148,7 +148,9 @@ def bench_streams(
         gen = torch.Generator(tts.device).manual_seed(made)
         return Request(segments, cond, prefix, gen, None, min_patches=n, max_patches=n)
 
-    ctx = _autocast(tts.device, autocast)
+    from voxar.runtime.engine import autocast_context
+
+    ctx = autocast_context(tts.device, autocast)
     total = rounds * n + streams
     step_ms, active, first = [], [], []
     live: list[Request] = []
@@ -237,14 +239,6 @@ def _patch_seconds(tts: Any) -> float:
     return tts.cfg.lm.patch_size * tts.mel_cfg.hop_length / tts.mel_cfg.sample_rate
 
 
-def _autocast(device: torch.device, dtype: str | None) -> Any:
-    import contextlib
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
-
-
 def run_bench(
     model: Any,
     size: str,
@@ -268,7 +262,6 @@ def run_bench(
     tts = load_or_build(model, size, dev, vocoder)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("steps", "autocast")}
     if streams > 1:
         kwargs.pop("first_chunk", None)
         kwargs.pop("overlap", None)

@@ -61,10 +61,6 @@ def load_or_build(model_dir: Path | None, size: str, device: str | torch.device,
         from voxar.tts import TTS
 
         return TTS.from_pretrained(model_dir, vocoder=vocoder, device=device)
-    return random_tts(size, device, vocoder=None if vocoder is None else _vocoder(vocoder, device))
-
-
-def _vocoder(vocoder: Any, device: str | torch.device) -> Any:
     from voxar.tts import resolve_vocoder
 
-    return resolve_vocoder(vocoder, "16k", device)
+    return random_tts(size, device, vocoder=None if vocoder is None else resolve_vocoder(vocoder, "16k", device))

@@ -35,6 +35,7 @@ Legend: M mel bins, P frames per patch, n frames, L samples.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -112,7 +113,7 @@ class AudioChunk:
         return len(self.pcm) / self.sample_rate
 
 
-def _autocast(device: torch.device, dtype: str | None) -> Any:
+def autocast_context(device: torch.device, dtype: str | None) -> Any:
     """``torch.autocast`` for ``"bf16"``/``"fp16"`` on ``device``; a no-op context for None."""
     import contextlib
 
@@ -206,7 +207,7 @@ class StreamingTTS:
         Call it while waiting for text, so the first real chunk is as fast as the benchmark's warm figure."""
         t0 = time.perf_counter()
         cfg = self.cfg
-        self.cfg = StreamConfig(**{**cfg.__dict__, "min_patches": 2, "max_patches": 2, "overlap": False})
+        self.cfg = dataclasses.replace(cfg, min_patches=2, max_patches=2, overlap=False)
         try:
             for _ in self.stream("Hello.", prompt_wav, prompt_text):
                 pass
@@ -249,7 +250,7 @@ class StreamingTTS:
         for i, ids in enumerate(self._segments(text)):
             # autocast is thread-local state: in inline mode it stays on across the yields, so the vocoder stage
             # turns it off for itself (see _vocoded)
-            with _autocast(tts.device, c.autocast):
+            with autocast_context(tts.device, c.autocast):
                 for mel in tts.generate_segment(
                     ids, cond, prefix, flow_head, gen, steps=c.steps, cfg=c.cfg, chunk_size=c.lm_chunk, index=i,
                     min_patches=c.min_patches, max_patches=c.max_patches,

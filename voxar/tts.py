@@ -129,18 +129,24 @@ class TTSModel(nn.Module):
         progress: float | None = None,
         mf_weight: float = 1.0,
         stop_weight: float = 1.0,
+        align_weight: float = 0.0,
+        align_layers: tuple[int, ...] = (),
+        align_sigma: float = 0.2,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Training loss ``fm + mf_weight * mf + stop_weight * stop`` and its parts (detached).
+        """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align`` and its parts (detached).
+
 
         ``text_ids (B, Lt)``, ``mels (B, M, T)`` raw log-mel targets, ``ref_mels (B, M, T_ref)`` the speaker
         reference, ``prompt_mels (B, M, T_p)`` for prompt-continuation batches (the text then starts with the
-        prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp.
+        prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp. ``align_layers`` (with
+        ``align_sigma``) adds the diagonal text-attention prior of :mod:`voxar.models.align`.
         """
         heads = self.heads()
         k = max(h.cfg.history for h in heads.values())
         out = self.lm(
             text_ids, text_lens, mels, mel_lens, ref_mels=ref_mels, ref_lens=ref_lens,
-            prompt_mels=prompt_mels, prompt_lens=prompt_lens, n_history=k,
+            prompt_mels=prompt_mels, prompt_lens=prompt_lens, n_history=k, align_layers=align_layers,
+            align_sigma=align_sigma,
         )  # fmt: skip
         m = out["mask"]
         x, h, hist, tmask = out["targets"][m], out["h"][m], out["history"][m], out["target_mask"][m]
@@ -148,6 +154,9 @@ class TTSModel(nn.Module):
         stop = self.lm.stop_loss(out)
         loss = stop_weight * stop
         stats = {"stop": stop.detach()}
+        if "align" in out:
+            loss = loss + align_weight * out["align"]
+            stats["align"] = out["align"].detach()
         for name, head in heads.items():
             kh = head.cfg.history
             hist_h = hist[:, hist.shape[1] - kh * f :]  # the newest kh patches (history is oldest first)

@@ -18,8 +18,10 @@ first). Otherwise it trains the transcript-free mode: the reference encoder read
 utterance. With probability ``spk_drop`` a batch has no speaker at all (the learned "no speaker" token). Items
 without a second utterance of their speaker fall back to the transcript-free mode.
 
-**Loss.** ``fm + mf_weight * mf + stop_weight * stop`` on the same LM hidden states (``mf_head: null`` trains FM
-only). ``exp/`` receives ``config.yaml``, ``checkpoint-<step>.pt`` + ``last.pt`` (atomic, ``keep_last`` kept),
+**Loss.** ``fm + mf_weight * mf + stop_weight * stop (+ align_weight * align)`` on the same LM hidden states
+(``mf_head: null`` trains FM only; ``align`` is the diagonal text-attention prior of :mod:`voxar.models.align`: it
+guides the LM to a monotonic text alignment early in training).
+``exp/`` receives ``config.yaml``, ``checkpoint-<step>.pt`` + ``last.pt`` (atomic, ``keep_last`` kept),
 ``train_log.jsonl``, ``tb/`` and, at each validation and at the end, ``model/``: the EMA weights as a TTS model
 directory (:meth:`voxar.tts.TTS.from_pretrained`). SIGINT/SIGTERM saves a checkpoint and exits with 128 + signal;
 ``--resume`` continues exactly (step, optimiser, EMA, data order, RNG).
@@ -67,6 +69,9 @@ class TTSTrainConfig:
     # losses
     mf_weight: float = 1.0
     stop_weight: float = 1.0
+    align_weight: float = 0.0  # diagonal prior on the text attention of align_layers (voxar.models.align); 0 = off
+    align_layers: list[int] = field(default_factory=lambda: [1])
+    align_sigma: float = 0.2
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -92,6 +97,22 @@ class TTSTrainConfig:
                 raise VoxarConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.lr <= 0:
             raise VoxarConfigError(f"lr must be positive, got {self.lr}")
+        if self.align_weight < 0 or self.align_sigma <= 0:
+            raise VoxarConfigError("align_weight must be >= 0 and align_sigma > 0")
+        if self.align_weight > 0 and (
+            not self.align_layers or any(not 0 <= i < self.lm.n_layers for i in self.align_layers)
+        ):
+            raise VoxarConfigError(
+                f"align_layers must be LM layer indices in [0, {self.lm.n_layers}), got {self.align_layers}"
+            )
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """The loss weights :meth:`voxar.tts.TTSModel.forward` takes."""
+        layers = tuple(self.align_layers) if self.align_weight > 0 else ()
+        return dict(
+            mf_weight=self.mf_weight, stop_weight=self.stop_weight, align_weight=self.align_weight,
+            align_layers=layers, align_sigma=self.align_sigma,
+        )  # fmt: skip
 
     def model_config(self, tokenizer: dict[str, Any]) -> Any:
         """The :class:`voxar.tts.TTSModelConfig` of this run (``tokenizer``: ``Tokenizer.to_dict()``)."""
@@ -321,9 +342,7 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         progress = self.step / max(1, cfg.max_steps)
         with autocast(self.device, cfg.amp):
-            loss, stats = self.model_ddp(
-                **batch, progress=progress, mf_weight=cfg.mf_weight, stop_weight=cfg.stop_weight
-            )
+            loss, stats = self.model_ddp(**batch, progress=progress, **cfg.loss_kwargs())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -364,7 +383,7 @@ class Trainer:
                 rng = np.random.default_rng([self.cfg.seed, start])
                 batch = self.valid_set.batch(list(range(start, min(n, start + batch_size))), rng, mode="ref")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                _, stats = model(**batch, mf_weight=self.cfg.mf_weight, stop_weight=self.cfg.stop_weight)
+                _, stats = model(**batch, **self.cfg.loss_kwargs())
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
         n_batches = -(-n // batch_size)

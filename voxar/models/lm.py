@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from voxar.errors import VoxarConfigError, VoxarTextError
+from voxar.models.align import alignment_prior_loss
 from voxar.models.heads import (
     StopHead,
     history_from_sequence,
@@ -340,13 +341,14 @@ class PatchLM(nn.Module):
         pos = plens[:, None] + torch.cat([cj + 1, qi])[None]
         return Tokens(torch.cat([clean_in, query_in], dim=1), torch.cat([c_kind, q_kind], dim=1), idx, pos)
 
-    def _run(self, tokens: Tokens, chunk: int, state: LMState | None = None) -> torch.Tensor:
-        """Transformer over new tokens (appending to ``state``'s caches and metadata if given) -> ``(B, T, D)``."""
+    def _run(self, tokens: Tokens, chunk: int, state: LMState | None = None, **probs: Any) -> torch.Tensor:
+        """Transformer over new tokens (appending to ``state``'s caches and metadata if given) -> ``(B, T, D)``;
+        ``probs``: ``probs_from``/``probs_out`` of :meth:`Transformer.forward`."""
         k_kind, k_idx = tokens.kind, tokens.idx
         if state is not None:
             k_kind, k_idx = torch.cat([state.key_kind, k_kind], 1), torch.cat([state.key_idx, k_idx], 1)
         mask = slot_mask(tokens.kind, tokens.idx, k_kind, k_idx, chunk, self.cfg.prefix_causal)
-        y = self.transformer(tokens.emb, tokens.pos, mask, state.caches if state is not None else None)
+        y = self.transformer(tokens.emb, tokens.pos, mask, state.caches if state is not None else None, **probs)
         if state is not None:
             state.key_kind, state.key_idx = k_kind, k_idx
         return y
@@ -376,6 +378,8 @@ class PatchLM(nn.Module):
         prompt_lens: torch.Tensor | None = None,
         chunk_size: int | None = None,
         n_history: int = 0,
+        align_layers: tuple[int, ...] = (),
+        align_sigma: float = 0.2,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass. ``text_ids (B, Lt)`` raw ids (padding anywhere past ``text_lens``), ``mels (B,
         n_mels, T)`` raw log-mels, ``spk_emb (B, speaker_dim)`` or ``ref_mels (B, n_mels, T_ref)`` (or neither),
@@ -384,7 +388,8 @@ class PatchLM(nn.Module):
 
         Returns ``h (B, N, D)`` (``h[:, i]`` predicts target patch i), ``stop_logits (B, N)``, ``targets (B, N, F)``
         (normalised), ``target_mask (B, N, F)`` (valid frames), ``mask (B, N)`` (valid patches), ``lengths (B,)``
-        (patches), ``history (B, N, n_history * F)`` (previous patches, prompt included), ``chunk_size``.
+        (patches), ``history (B, N, n_history * F)`` (previous patches, prompt included), ``chunk_size``, and with
+        ``align_layers`` the scalar ``align`` (:func:`~voxar.models.align.alignment_prior_loss` of those layers).
         """
         chunk = self._chunk(chunk_size)
         b, dev = mels.shape[0], mels.device
@@ -408,13 +413,15 @@ class PatchLM(nn.Module):
         n_clean = ((m - 1) // chunk) * chunk if chunk > 1 else 0  # clean chunks some query can see
         enc = self._encode(seq[:, : m - 1])  # (B, M - 1, D): patch M-1 is never an input
         speech = self._speech(plens, enc[:, :n_clean], 0, n_seq, self._query_inputs(enc, 0, m), 0, n_seq)
-        y = self._run(_cat(prefix, speech), chunk)
-        q = y[:, prefix.emb.shape[1] + n_clean :]  # (B, M, D): query outputs
+        probs: list[torch.Tensor] = []
+        y = self._run(_cat(prefix, speech), chunk, probs_from=tuple(align_layers), probs_out=probs)
+        lp = prefix.emb.shape[1]
+        q = y[:, lp + n_clean :]  # (B, M, D): query outputs
         sel = (n_pr[:, None] + torch.arange(n, device=dev)[None, :]).clamp_max(max(m - 1, 0))  # (B, N)
         h = torch.gather(q, 1, sel[:, :, None].expand(-1, -1, q.shape[2]))
         hist = history_from_sequence(seq, n_history)
         hist = torch.gather(hist, 1, sel[:, :, None].expand(-1, -1, hist.shape[2]))
-        return {
+        out = {
             "h": h,
             "stop_logits": self.stop_head(h),
             "targets": tgt,
@@ -424,6 +431,11 @@ class PatchLM(nn.Module):
             "history": hist,
             "chunk_size": torch.tensor(chunk),
         }
+        if probs:  # speech queries after prefix + clean tokens; text keys = prefix slots 1.. (bos, text, eos)
+            out["align"] = alignment_prior_loss(
+                probs, slice(lp + n_clean, None), slice(1, lp), n_seq, plens - 1, align_sigma
+            )
+        return out
 
     def stop_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted stop BCE on ``forward``'s output (``stop_pos_weight``, ``stop_n_positive``)."""

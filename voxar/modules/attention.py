@@ -127,11 +127,17 @@ class KVCache:
 
 # ------------------------------------------------------------------------------------------------ kernels
 def math_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, dropout_p: float = 0.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    probs_out: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Explicit attention (forward-mode AD safe). ``q (B, H, T, Dh)``, ``k``/``v (B, H, S, Dh)`` -> ``(B, H, T, Dh)``.
 
-    ``mask``: bool (True = attend) or additive float, broadcastable to ``(B, H, T, S)``.
+    ``mask``: bool (True = attend) or additive float, broadcastable to ``(B, H, T, S)``. ``probs_out``: a list the
+    attention probabilities ``(B, H, T, S)`` (before dropout, with their graph) are appended to.
     """
     scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B,H,T,Dh) @ (B,H,Dh,S) -> (B,H,T,S)
     if mask is not None:
@@ -140,6 +146,8 @@ def math_attention(
         else:
             scores = scores + mask.to(scores.dtype)
     probs = torch.softmax(scores, dim=-1)
+    if probs_out is not None:
+        probs_out.append(probs)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return torch.matmul(probs, v)  # (B, H, T, S) @ (B, H, S, Dh) -> (B, H, T, Dh)
@@ -195,12 +203,14 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         impl: AttnImpl | None = None,
+        probs_out: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``x (B, T, D)`` -> ``(B, T, D)``.
 
         ``rope``: ``(cos, sin)`` of the new tokens' positions (:class:`RotaryEmbedding`); ``mask`` broadcastable
         to ``(B, H, T, S)`` where ``S`` = cached + new slots (``S = T`` without a cache); ``cache``: appended to in
-        place, the new keys occupying its last ``T`` slots.
+        place, the new keys occupying its last ``T`` slots. ``probs_out``: run the math kernel and append its
+        attention probabilities ``(B, H, T, S)`` there (for attention losses).
         """
         b, t, d = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim)
@@ -210,6 +220,9 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, S, Dh)
         p = self.dropout if self.training else 0.0
-        y = attention(q, k, v, mask, impl or self.impl, p)  # (B, H, T, Dh)
+        if probs_out is not None:
+            y = math_attention(q, k, v, mask, p, probs_out)  # (B, H, T, Dh)
+        else:
+            y = attention(q, k, v, mask, impl or self.impl, p)  # (B, H, T, Dh)
         y = y.transpose(1, 2).reshape(b, t, d)  # (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, D)
         return self.out(y)

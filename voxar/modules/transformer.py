@@ -79,8 +79,9 @@ class TransformerBlock(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         impl: AttnImpl | None = None,
+        probs_out: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x), rope, mask, cache, impl))
+        x = x + self.dropout(self.attn(self.norm1(x), rope, mask, cache, impl, probs_out))
         return x + self.mlp(self.norm2(x))
 
 
@@ -119,16 +120,21 @@ class Transformer(nn.Module):
         mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         impl: AttnImpl | None = None,
+        probs_from: tuple[int, ...] = (),
+        probs_out: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``x (B, T, D)``, ``positions (B, T)`` int, ``mask`` broadcastable to ``(B, H, T, S)`` -> ``(B, T, D)``.
 
         With ``caches`` (one per block) the new keys/values are appended and ``S`` counts cached + new slots.
+        The attention probabilities ``(B, H, T, S)`` of the blocks listed in ``probs_from`` are appended to
+        ``probs_out`` in block order (those blocks use the math kernel).
         """
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"expected {len(self.blocks)} KV caches, got {len(caches)}")
         rope = self.rope(positions)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, caches[i] if caches is not None else None, impl)
+            out = probs_out if i in probs_from else None
+            x = block(x, rope, mask, caches[i] if caches is not None else None, impl, out)
         return self.norm(x)
 
     def init_caches(

@@ -52,6 +52,26 @@ def test_streaming_equals_full_pass(splits):
     assert full.abs().sum() > 0
 
 
+@pytest.mark.parametrize("splits", [1, 3, [0, 1, 7, 0, 2], 1000])
+def test_ppg_features_stream_exactly_and_are_posteriors(splits):
+    model = make_encoder()
+    model.set_features("ppg")
+    assert model.out_dim == model.cfg.vocab_size + 1  # phones + CTC blank
+    x = mels(2, 61)
+    with torch.no_grad():
+        out = model(x)
+        streamed = run_chunked(model, x, splits)
+    assert torch.allclose(streamed, out.bnf, atol=1e-6), (streamed - out.bnf).abs().max()
+    sums = out.bnf[..., model.delay :].sum(dim=1)  # (B, T - delay): each frame a distribution
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    expected = out.logits.softmax(-1).transpose(1, 2).repeat_interleave(model.subsample, -1)  # (B, V, S * Te)
+    assert torch.allclose(out.bnf[..., model.delay :], expected[..., : 61 - model.delay], atol=1e-6)
+    model.set_features("bnf")
+    assert model.out_dim == 16
+    with pytest.raises(VoxarConfigError, match="'bnf' or 'ppg'"):
+        model.set_features("mfcc")
+
+
 @pytest.mark.parametrize("chunk_size, left_chunks", [(1, 0), (3, 1), (4, 2)])
 def test_streaming_with_overridden_chunk_settings(chunk_size, left_chunks):
     model = make_encoder(seed=2)

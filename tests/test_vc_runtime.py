@@ -71,6 +71,18 @@ def test_pipeline_stream_equals_offline_for_any_block(conv, target):
         np.testing.assert_allclose(conv.convert(src, target, block=block), full, atol=1e-5)
 
 
+def test_ppg_pipeline_streams_exactly():
+    """A VC model that reads phone posteriors: the converter switches the content encoder to them."""
+    conv = random_converter(torch.device("cpu"), vc_chunk=2, features="ppg")
+    target = conv.prepare_target(voice(2.0, seed=1, f0=200.0))
+    assert conv.content.features == "ppg" and conv.vc.cfg.content_dim == conv.content.cfg.vocab_size + 1
+    src = voice(1.0, seed=2)
+    full = conv.convert(src, target)
+    assert len(full) == len(src) and np.abs(full).max() > 0
+    for block in (320, 999):
+        np.testing.assert_allclose(conv.convert(src, target, block=block), full, atol=1e-5)
+
+
 def test_pipeline_is_causal(conv, target):
     src = voice(1.0, seed=3)
     pipe = conv.pipeline(target)

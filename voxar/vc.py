@@ -148,9 +148,11 @@ class VoiceConverter:
         self.content, self.vc, self.vocoder = content.to(device).eval(), vc.to(device).eval(), vocoder.to(device)
         self.vocoder.eval()
         self.mel_cfg = MelConfig.preset(vc.cfg.preset if hasattr(vc.cfg, "preset") else "16k")
+        content.set_features(getattr(vc.cfg, "content_features", "bnf"))
         if content.out_dim != vc.cfg.content_dim:
             raise VoxarConfigError(
-                f"the content encoder gives {content.out_dim}-d features but the VC model expects {vc.cfg.content_dim}"
+                f"the content encoder gives {content.out_dim}-d {content.features.upper()} features but the VC model "
+                f"expects {vc.cfg.content_dim}"
             )
 
     @classmethod
@@ -175,7 +177,7 @@ class VoiceConverter:
                 raise VoxarConfigError(f"{path}: no {name} model directory (not packaged; pass {how})")
             dirs[name] = path
         content = ContentEncoder.from_pretrained(dirs["content"], device=device)
-        vc = VCModel.from_pretrained(dirs["vc"], device=device, content_dim=content.out_dim)
+        vc = VCModel.from_pretrained(dirs["vc"], device=device)
         voc = Vocoder.from_pretrained(dirs["vocoder"], device=device, preset=vc.cfg.preset)
         return cls(content, vc, voc, device)
 

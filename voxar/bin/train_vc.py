@@ -262,9 +262,11 @@ class Trainer:
         from voxar.models.content import ContentEncoder
 
         content = ContentEncoder.from_pretrained(path, device=self.device, preset=self.cfg.preset)
+        content.set_features(self.cfg.model.content_features)
         if content.out_dim != self.cfg.model.content_dim:
             raise VoxarConfigError(
-                f"{path}: the content encoder gives {content.out_dim}-d features but model.content_dim is "
+                f"{path}: the content encoder gives {content.out_dim}-d {content.features.upper()} features but "
+                f"model.content_dim is "
                 f"{self.cfg.model.content_dim}; set model.content_dim: {content.out_dim}"
             )
         for p in content.parameters():

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxar.errors import VoxarConfigError
-from voxar.modules.attention import attention
+from voxar.models.content_blocks import ConformerBlock, LayerCache
 from voxar.modules.conv import ConvState, StreamingConv1d
 from voxar.modules.streaming import StreamingModule
 
@@ -185,97 +185,11 @@ def phone_error_rate(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]
     return sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)) / total
 
 
-# --------------------------------------------------------------------------------------------------------- blocks
-@dataclass
-class LayerCache:
-    """Streaming state of one conformer block: attention keys/values ``k``, ``v`` ``(B, H, <= L * c, Dh)`` of the
-    last ``L`` chunks, and the depthwise conv's input cache."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    conv: ConvState
-
-
-class FeedForward(nn.Module):
-    """``(B, T, D) -> (B, T, D)``: LayerNorm, Linear(D, F), SiLU, Linear(F, D), dropout (none on the F-wide hidden
-    layer: random masks cost more than the matmuls on a CPU)."""
-
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, dim), nn.Dropout(dropout)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class ConvModule(nn.Module):
-    """Conformer conv module ``(B, T, D) -> (B, T, D)``: LayerNorm, pointwise GLU, *causal* depthwise conv (k),
-    LayerNorm (streaming-safe, unlike BatchNorm), SiLU, pointwise, dropout. With a :class:`ConvState` it streams."""
-
-    def __init__(self, dim: int, kernel_size: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.pw1 = nn.Linear(dim, 2 * dim)
-        self.dw = StreamingConv1d(dim, dim, kernel_size, groups=dim)
-        self.dw_norm = nn.LayerNorm(dim)
-        self.pw2 = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, state: ConvState | None = None) -> torch.Tensor:
-        h = F.glu(self.pw1(self.norm(x)), dim=-1).transpose(1, 2)  # (B, T, D) -> (B, D, T)
-        h = self.dw(h) if state is None else self.dw.step(h, state)[0]
-        h = self.dw_norm(h.transpose(1, 2))  # (B, D, T) -> (B, T, D)
-        return self.dropout(self.pw2(F.silu(h)))
-
-
-class ConformerBlock(nn.Module):
-    """Macaron conformer block ``(B, T, D) -> (B, T, D)``: ``x + FF/2``, ``x + MHSA``, ``x + Conv``, ``x + FF/2``,
-    LayerNorm. Attention takes an additive mask ``(B|1, H, T, S)`` (chunk mask + relative bias) over ``S`` keys:
-    the new frames, after the cached ones when a :class:`LayerCache` is given."""
-
-    def __init__(self, cfg: ContentConfig) -> None:
-        super().__init__()
-        d = cfg.d_model
-        self.n_heads, self.head_dim, self.attn_impl = cfg.n_heads, d // cfg.n_heads, cfg.attn_impl
-        self.ff1 = FeedForward(d, cfg.ffn, cfg.dropout)
-        self.attn_norm = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.attn_out = nn.Linear(d, d)
-        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
-        self.ff2 = FeedForward(d, cfg.ffn, cfg.dropout)
-        self.norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)  # on the attention output (no attention-probability dropout)
-
-    def _attend(self, x: torch.Tensor, mask: torch.Tensor, cache: LayerCache | None, keep: int) -> torch.Tensor:
-        b, t, d = x.shape
-        qkv = self.qkv(self.attn_norm(x)).view(b, t, 3, self.n_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, T, 3, H, Dh) -> 3 x (B, H, T, Dh)
-        if cache is not None:
-            k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)  # (B, H, S, Dh)
-            start = k.shape[2] - min(keep, k.shape[2])
-            cache.k, cache.v = k[:, :, start:], v[:, :, start:]  # the last L chunks (bounded memory)
-        y = attention(q, k, v, mask.to(q.dtype), self.attn_impl)  # type: ignore[arg-type]
-        y = y.transpose(1, 2).reshape(b, t, d)  # (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, D)
-        return self.dropout(self.attn_out(y))
-
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, cache: LayerCache | None = None, keep: int = 0
-    ) -> torch.Tensor:
-        """``keep``: key frames a cache retains after this call (``L * c``)."""
-        x = x + 0.5 * self.ff1(x)
-        x = x + self._attend(x, mask, cache, keep)
-        x = x + self.conv(x, cache.conv if cache is not None else None)
-        x = x + 0.5 * self.ff2(x)
-        return self.norm(x)
-
-
 # -------------------------------------------------------------------------------------------------------- encoder
 @dataclass
 class ContentOutput:
-    """``bnf (B, Db, T)`` at the mel frame rate (zero beyond each length), ``logits (B, Te, V)`` CTC scores,
-    ``enc_lengths (B,)`` valid encoder frames."""
+    """``bnf (B, out_dim, T)`` the output features (BNF, or PPG with ``features="ppg"``) at the mel frame rate (zero
+    beyond each length), ``logits (B, Te, V)`` CTC scores, ``enc_lengths (B,)`` valid encoder frames."""
 
     bnf: torch.Tensor
     logits: torch.Tensor
@@ -300,15 +214,16 @@ class ContentState:
 
 
 class ContentEncoder(StreamingModule):
-    """Streaming conformer CTC encoder; see the module docstring. ``out_dim`` is the BNF width, ``lookahead`` the
-    mel frames an output frame waits for at the current default chunk size, ``delay`` the BNF's fixed delay."""
+    """Streaming conformer CTC encoder; see the module docstring. ``features`` is what it outputs (``"bnf"`` or
+    ``"ppg"``, :meth:`set_features`), ``out_dim`` their width, ``lookahead`` the mel frames an output frame waits for
+    at the current default chunk size, ``delay`` the output's fixed delay."""
 
     def __init__(self, cfg: ContentConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or ContentConfig()
         self.cfg = cfg
         self.n_mels, self.subsample, self.delay = cfg.n_mels, cfg.subsample, cfg.delay
-        self.out_dim = cfg.bnf_dim
+        self.features: Literal["bnf", "ppg"] = "bnf"
         self.blank_id = cfg.vocab_size
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
@@ -325,6 +240,18 @@ class ContentEncoder(StreamingModule):
         self.set_chunk()
 
     # ------------------------------------------------------------------------------------------- settings, I/O
+    @property
+    def out_dim(self) -> int:
+        """Width of the output features: ``bnf_dim``, or ``vocab_size + 1`` for PPGs."""
+        return self.cfg.bnf_dim if self.features == "bnf" else self.cfg.vocab_size + 1
+
+    def set_features(self, features: str) -> None:
+        """Output ``"bnf"`` (the bottleneck, default) or ``"ppg"`` (CTC phone posteriors, blank included: they carry
+        less of the speaker than the BNF). Running streams keep the features of their :meth:`init_state`."""
+        if features not in ("bnf", "ppg"):
+            raise VoxarConfigError(f"content features must be 'bnf' or 'ppg', got {features!r}")
+        self.features = features  # type: ignore[assignment]
+
     def set_chunk(self, chunk_size: int | None = None, left_chunks: int | None = None) -> None:
         """Change the default chunk size (encoder frames, >= 1) and/or left chunks (None keeps the current one);
         updates :attr:`lookahead`. Running streams keep the settings of their :meth:`init_state`."""
@@ -413,6 +340,10 @@ class ContentEncoder(StreamingModule):
         noisy = bnf + self.cfg.bnf_noise * torch.randn_like(bnf) if self.training and self.cfg.bnf_noise else bnf
         return bnf, self.ctc(self.bnf_dropout(noisy))
 
+    def _output(self, bnf: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The output features ``(B, Te, out_dim)``: the BNF or the phone posteriors ``softmax(logits)``."""
+        return bnf if self.features == "bnf" else logits.float().softmax(dim=-1).to(bnf.dtype)
+
     def _to_mel_rate(self, bnf: torch.Tensor) -> torch.Tensor:
         """Encoder-rate ``(B, Te, Db)`` -> mel-rate ``(B, Db, S * Te)`` (each frame repeated S times)."""
         return bnf.transpose(1, 2).repeat_interleave(self.subsample, dim=-1)  # (B, Te, Db) -> (B, Db, S * Te)
@@ -448,7 +379,7 @@ class ContentEncoder(StreamingModule):
         for block in self.blocks:
             h = block(h, mask)
         bnf, logits = self._head(h)
-        out = F.pad(self._to_mel_rate(bnf), (self.delay, 0))[..., :t]  # (B, Db, T)
+        out = F.pad(self._to_mel_rate(self._output(bnf, logits)), (self.delay, 0))[..., :t]  # (B, out_dim, T)
         out = out * valid[:, None, :].to(out.dtype)
         return ContentOutput(bnf=out, logits=logits, enc_lengths=enc_lengths)
 
@@ -496,8 +427,8 @@ class ContentEncoder(StreamingModule):
         keep = state.left_chunks * state.chunk_size
         for block, cache in zip(self.blocks, state.layers, strict=True):
             h = block(h, mask, cache, keep)
-        bnf, _ = self._head(h)
-        state.out = torch.cat([state.out, self._to_mel_rate(bnf).to(state.out.dtype)], dim=-1)
+        feats = self._output(*self._head(h))
+        state.out = torch.cat([state.out, self._to_mel_rate(feats).to(state.out.dtype)], dim=-1)
         state.enc_frames += h.shape[1]
 
     def _emit(self, state: ContentState) -> torch.Tensor:

@@ -35,6 +35,7 @@ class VCConfig:
     preset: str = "16k"
     n_mels: int = 80
     content_dim: int = 64
+    content_features: Literal["bnf", "ppg"] = "bnf"  # which output of the content encoder (set_features) feeds it
     chunk_size: int = 4
     lookback: int = 8
     dim: int = 128

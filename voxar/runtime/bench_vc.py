@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 
-def random_converter(device: torch.device, vc_chunk: int = 2) -> Any:
-    """A :class:`voxar.vc.VoiceConverter` of random tiny models (content, VC with ``vc_chunk``, causal vocoder)."""
+def random_converter(device: torch.device, vc_chunk: int = 2, features: str = "bnf") -> Any:
+    """A :class:`voxar.vc.VoiceConverter` of random tiny models (content, VC with ``vc_chunk`` reading the content
+    encoder's ``features``, causal vocoder)."""
     from voxar.models.content import ContentConfig, ContentEncoder
     from voxar.models.vc import VCModel
     from voxar.models.vc_config import VCConfig
@@ -28,7 +29,9 @@ def random_converter(device: torch.device, vc_chunk: int = 2) -> Any:
 
     torch.manual_seed(0)
     content = ContentEncoder(ContentConfig.named("tiny"))
-    vc = VCModel(VCConfig.named("tiny", content_dim=content.out_dim, chunk_size=vc_chunk))
+    content.set_features(features)
+    vc_cfg = VCConfig.named("tiny", content_dim=content.out_dim, content_features=features, chunk_size=vc_chunk)
+    vc = VCModel(vc_cfg)
     return VoiceConverter(content, vc, Vocoder(VocoderConfig.named("tiny", causal=True)), device)
 
 

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from voxar.errors import VoxarConfigError, VoxarDataError, VoxarError, VoxarTextError
+from voxar.errors import VoxarConfigError, VoxarDataError, VoxarTextError
 from voxar.models.content import ContentConfig  # needed at import time: the config dataclass nests it
+from voxar.train.trainer import MODEL_DIR, ModelTrainer
 
 logger = logging.getLogger("voxar.train_content")
-MODEL_DIR = "model"
 PHONEME_CACHE = "phonemes"
 
 
@@ -234,40 +234,26 @@ def evaluate_per(
 
 
 # --------------------------------------------------------------------------------------------------------- the run
-class Trainer:
+class Trainer(ModelTrainer):
     """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
 
-    def __init__(self, cfg: ContentTrainConfig, args: argparse.Namespace) -> None:
-        import torch
+    name, what = "content", "content encoder"
 
-        from voxar.config import to_dict
+    def __init__(self, cfg: ContentTrainConfig, args: argparse.Namespace) -> None:
         from voxar.data.dataset import load_cmvn
-        from voxar.data.sampler import DynamicBatchSampler
         from voxar.models.content import ContentEncoder
         from voxar.text import PhonemeTokenizer
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
         from voxar.train.ema import EMA
         from voxar.train.loop import set_seed
-        from voxar.train.schedule import lr_lambda
 
-        self.cfg, self.args = cfg, args
-        self.exp = Path(args.exp)
-        self.info = D.init_distributed(device=args.device)
-        self.device = D.device_for(self.info, args.device)
-        self.plain_cfg = to_dict(cfg)
+        self.start(cfg, args)
         self.tokenizer = PhonemeTokenizer()
         if self.tokenizer.vocab_size != cfg.model.vocab_size:
             raise VoxarConfigError(
                 f"model.vocab_size is {cfg.model.vocab_size} but the phoneme tokenizer has "
                 f"{self.tokenizer.vocab_size} symbols; set model.vocab_size: {self.tokenizer.vocab_size}"
             )
-        existing = ckpt_mod.find_resume(self.exp)
-        if existing is not None and not args.resume:
-            raise VoxarError(f"{self.exp}: already holds checkpoints; pass --resume to continue, or use a new --exp")
-        ckpt = None
-        if existing is not None:
-            ckpt = ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=("model",))
+        ckpt = self.find_checkpoint(("model",))
 
         self.cache_dir = self.exp / PHONEME_CACHE
         self.train_set = ContentData(args.dump, self.tokenizer, cfg, self.cache_dir)
@@ -276,36 +262,21 @@ class Trainer:
         mean, std = load_cmvn(args.dump)
         self.model.set_mel_stats(mean.to(self.device), std.to(self.device))
         self.ema = EMA(self.model, cfg.ema_decay)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, cfg.lr, betas=cfg.betas)
-        sched = dict(warmup=cfg.warmup, decay=cfg.lr_decay, min_ratio=cfg.min_lr_ratio, max_steps=cfg.max_steps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(**sched))
-        self.step = 0
-        if ckpt is not None:
-            self.step, _ = ckpt_mod.restore_checkpoint(
-                ckpt, model=self.model, ema=self.ema, optimizers={"content": self.opt},
-                schedulers={"content": self.sched}, rng=False, where=str(existing),
-            )  # fmt: skip
-            logger.info("resuming from %s at step %d", existing, self.step)
+        self.make_optimizer()
+        self.restore(ckpt)
         self.model_ddp = self.model
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model_ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.sampler = DynamicBatchSampler(
-            self.train_set.lengths, max_frames=cfg.max_frames, num_buckets=cfg.num_buckets, seed=cfg.seed,
-            num_replicas=self.info.world_size, rank=self.info.rank,
-        )  # fmt: skip
+        self.sampler = self.make_sampler(self.train_set.lengths)
         self.valid_set = None
         if self.info.is_main:
             self.valid_split = "valid" if args.valid_dump else "train_subset"
             max_utts = cfg.valid_utts or (0 if args.valid_dump else 32)
             self.valid_set = ContentData(args.valid_dump or args.dump, self.tokenizer, cfg, self.cache_dir, max_utts)
-        if ckpt is not None:
-            ckpt_mod.restore_rng_states(ckpt.get("rng") or {}, self.info.rank, self.info.world_size)
+        self.restore_rng(ckpt)
 
     def batches(self) -> Any:
         """Endless ``(batch, rng)`` pairs from the current step on (:func:`voxar.train.loop.epoch_batches`), with
@@ -319,7 +290,6 @@ class Trainer:
 
     def train_step(self, item: tuple[dict[str, Any], Any]) -> dict[str, float]:
         """One optimiser step on a batch with its own chunk draw and SpecAugment masks; returns its metrics."""
-        import torch
 
         from voxar.train.loop import autocast
 
@@ -332,21 +302,9 @@ class Trainer:
         with autocast(self.device, cfg.amp):
             out = self.model_ddp(batch["mels"], batch["lengths"], chunk_size=chunk, left_chunks=left)
         loss = self.model.ctc_loss(out, batch["targets"], batch["target_lengths"])
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        if torch.isfinite(gnorm):
-            self.opt.step()
-            self.bad_steps = 0
-        else:
-            self.bad_steps = getattr(self, "bad_steps", 0) + 1
-            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
-            if self.bad_steps >= 10:
-                raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
-        self.sched.step()
-        self.ema.update(self.model)
+        gnorm = self.optimizer_step(loss)
         return {
-            "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
+            "loss": float(loss.detach()), "grad_norm": gnorm, "lr": self.opt.param_groups[0]["lr"],
             "chunk": float(chunk), "frames": float(batch["lengths"].sum()),
         }  # fmt: skip
 
@@ -372,23 +330,6 @@ class Trainer:
             .cpu()
             .save_pretrained(self.exp / MODEL_DIR, overwrite=True, tokenizer=self.tokenizer.to_dict())
         )
-
-    def save(self) -> None:
-        """Checkpoint at the current step (a collective in DDP: every rank calls it)."""
-        from voxar.config import to_dict
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
-
-        rng = ckpt_mod.gather_rng_states()
-        if self.info.is_main:
-            ckpt = ckpt_mod.make_checkpoint(
-                step=self.step, epoch=self.step // len(self.sampler), model=self.model, ema=self.ema,
-                optimizers={"content": self.opt}, schedulers={"content": self.sched}, config=self.plain_cfg,
-                model_config=to_dict(self.cfg.model), rng=rng,
-            )  # fmt: skip
-            ckpt_mod.save_checkpoint(self.exp, ckpt, keep_last=self.cfg.keep_last)
-        D.barrier()
-        self.saved_step = self.step
 
     def validate_and_export(self) -> None:
         from voxar.train import distributed as D
@@ -425,32 +366,12 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------------------------------------ the loop
+    def describe(self) -> str:
+        return f"{_describe(self.model)}; {len(self.train_set)} utterances"
+
     def run(self) -> int:
         """Train to ``max_steps`` (or until interrupted), then the optional test; returns the exit status."""
-        from voxar.config import save_config
-        from voxar.train.logger import TrainLogger
-        from voxar.train.loop import run_steps
-
-        cfg = self.cfg
-        if self.info.is_main:
-            self.exp.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.exp / "config.yaml")
-            logger.info(
-                "%s; %d utterances, %d batches/epoch of <= %d frames x %d process(es), device %s",
-                _describe(self.model), len(self.train_set), len(self.sampler), cfg.max_frames, self.info.world_size,
-                self.device,
-            )  # fmt: skip
-        self.saved_step = self.step if self.step > 0 else -1
-        self.log = TrainLogger(
-            self.exp, enabled=self.info.is_main, tensorboard=cfg.tensorboard, progress=not self.args.no_progress,
-            total_steps=cfg.max_steps, initial_step=self.step, desc="content",
-        )  # fmt: skip
-        with self.log:
-            status = run_steps(
-                self, self.batches(), max_steps=cfg.max_steps, log_every=cfg.log_every, valid_every=cfg.valid_every,
-                save_every=cfg.save_every, is_main=self.info.is_main,
-                done_message=f"EMA content encoder in {self.exp / MODEL_DIR}",
-            )  # fmt: skip
+        status = super().run()
         if status == 0 and self.args.test_dump and self.info.is_main:
             self.test(self.args.test_dump, self.args.test_out)
         return status

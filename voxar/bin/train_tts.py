@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from voxar.errors import VoxarConfigError, VoxarDataError, VoxarError
+from voxar.errors import VoxarConfigError, VoxarDataError
 from voxar.models.heads import HeadConfig  # needed at import time: the config dataclass nests them
 from voxar.models.lm import LMConfig
+from voxar.train.trainer import MODEL_DIR, ModelTrainer
 from voxar.tts import default_mf_head
 
 logger = logging.getLogger("voxar.train_tts")
-MODEL_DIR = "model"
 
 
 @dataclass
@@ -244,27 +244,18 @@ def _collate(mels: list[Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------------- the run
-class Trainer:
+class Trainer(ModelTrainer):
     """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
 
-    def __init__(self, cfg: TTSTrainConfig, args: argparse.Namespace) -> None:
-        import torch
+    name, what = "tts", "TTS model"
 
-        from voxar.config import to_dict
+    def __init__(self, cfg: TTSTrainConfig, args: argparse.Namespace) -> None:
         from voxar.data.dataset import load_cmvn
-        from voxar.data.sampler import DynamicBatchSampler
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
         from voxar.train.ema import EMA
         from voxar.train.loop import set_seed
-        from voxar.train.schedule import lr_lambda
         from voxar.tts import TTSModel
 
-        self.cfg, self.args = cfg, args
-        self.exp = Path(args.exp)
-        self.info = D.init_distributed(device=args.device)
-        self.device = D.device_for(self.info, args.device)
-        self.plain_cfg = to_dict(cfg)
+        self.start(cfg, args)
         self.tokenizer = make_tokenizer(cfg.tokenizer)
         if self.tokenizer.vocab_size != cfg.lm.vocab_size:
             raise VoxarConfigError(
@@ -272,14 +263,7 @@ class Trainer:
                 f"{self.tokenizer.vocab_size} symbols; set lm.vocab_size: {self.tokenizer.vocab_size}"
             )
         self.model_cfg = cfg.model_config(self.tokenizer.to_dict())
-
-        existing = ckpt_mod.find_resume(self.exp)
-        if existing is not None and not args.resume:
-            raise VoxarError(f"{self.exp}: already holds checkpoints; pass --resume to continue, or use a new --exp")
-        ckpt = None
-        if existing is not None:
-            keys = ("preset", "tokenizer", "lm", "fm_head", "mf_head")
-            ckpt = ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=keys)
+        ckpt = self.find_checkpoint(("preset", "tokenizer", "lm", "fm_head", "mf_head"))
 
         self.train_set = TTSData(args.dump, self.tokenizer, cfg)
         set_seed(cfg.seed)  # identical initial weights on every rank
@@ -287,31 +271,15 @@ class Trainer:
         mean, std = load_cmvn(args.dump)
         self.model.lm.set_mel_stats(mean.to(self.device), std.to(self.device))
         self.ema = EMA(self.model, cfg.ema_decay)
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, cfg.lr, betas=cfg.betas)
-        sched = dict(warmup=cfg.warmup, decay=cfg.lr_decay, min_ratio=cfg.min_lr_ratio, max_steps=cfg.max_steps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(**sched))
-
-        self.step = 0
-        if ckpt is not None:
-            self.step, _ = ckpt_mod.restore_checkpoint(
-                ckpt, model=self.model, ema=self.ema, optimizers={"tts": self.opt}, schedulers={"tts": self.sched},
-                rng=False, where=str(existing),
-            )  # fmt: skip
-            logger.info("resuming from %s at step %d", existing, self.step)
+        self.make_optimizer()
+        self.restore(ckpt)
         self.model_ddp = self._wrap()
-        self.sampler = DynamicBatchSampler(
-            self.train_set.lengths, max_frames=cfg.max_frames, num_buckets=cfg.num_buckets, seed=cfg.seed,
-            num_replicas=self.info.world_size, rank=self.info.rank,
-        )  # fmt: skip
+        self.sampler = self.make_sampler(self.train_set.lengths)
         self.valid_set = None
         if self.info.is_main:
             self.valid_split = "valid" if args.valid_dump else "train_subset"
             self.valid_set = TTSData(args.valid_dump or args.dump, self.tokenizer, cfg, max_utts=cfg.valid_utts)
-        if ckpt is not None:
-            ckpt_mod.restore_rng_states(ckpt.get("rng") or {}, self.info.rank, self.info.world_size)
+        self.restore_rng(ckpt)
 
     def _wrap(self) -> Any:
         """DDP (with unused-parameter detection: a batch does not use every conditioning path) or the bare model."""
@@ -334,8 +302,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ one step
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step; returns the step's loss values."""
-        import torch
-
         from voxar.train.loop import autocast
 
         cfg = self.cfg
@@ -343,21 +309,9 @@ class Trainer:
         progress = self.step / max(1, cfg.max_steps)
         with autocast(self.device, cfg.amp):
             loss, stats = self.model_ddp(**batch, progress=progress, **cfg.loss_kwargs())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        if torch.isfinite(gnorm):
-            self.opt.step()
-            self.bad_steps = 0
-        else:
-            self.bad_steps = getattr(self, "bad_steps", 0) + 1
-            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
-            if self.bad_steps >= 10:
-                raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
-        self.sched.step()
-        self.ema.update(self.model)
+        gnorm = self.optimizer_step(loss)
         metrics = {k: float(v) for k, v in stats.items()}
-        metrics.update(grad_norm=float(gnorm), lr=self.opt.param_groups[0]["lr"], frames=float(batch["mel_lens"].sum()))
+        metrics.update(grad_norm=gnorm, lr=self.opt.param_groups[0]["lr"], frames=float(batch["mel_lens"].sum()))
         return metrics
 
     # ----------------------------------------------------------------------------------- validation and files
@@ -402,65 +356,12 @@ class Trainer:
             overwrite=True,
         )  # fmt: skip
 
-    def save(self) -> None:
-        """Checkpoint at the current step (a collective in DDP: every rank calls it)."""
-        from voxar.config import to_dict
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
+    def model_config(self) -> Any:
+        return self.model_cfg
 
-        rng = ckpt_mod.gather_rng_states()
-        if self.info.is_main:
-            ckpt = ckpt_mod.make_checkpoint(
-                step=self.step, epoch=self.step // len(self.sampler), model=self.model, ema=self.ema,
-                optimizers={"tts": self.opt}, schedulers={"tts": self.sched}, config=self.plain_cfg,
-                model_config=to_dict(self.model_cfg), rng=rng,
-            )  # fmt: skip
-            ckpt_mod.save_checkpoint(self.exp, ckpt, keep_last=self.cfg.keep_last)
-        D.barrier()
-        self.saved_step = self.step
-
-    def validate_and_export(self) -> None:
-        from voxar.train import distributed as D
-
-        if self.info.is_main:
-            self.log.log(self.step, self.validate(), split=self.valid_split)
-            self.export()
-        D.barrier()
-
-    # ------------------------------------------------------------------------------------------------ the loop
-    def run(self) -> int:
-        """Train to ``max_steps`` (or until interrupted); returns the exit status."""
-        from voxar.config import save_config
-        from voxar.train.logger import TrainLogger
-        from voxar.train.loop import run_steps
-
-        cfg = self.cfg
-        if self.info.is_main:
-            self.exp.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.exp / "config.yaml")
-            n_params = sum(p.numel() for p in self.model.parameters())
-            logger.info(
-                "tts %.2fM parameters, %d utterances (%d speakers), %d batches/epoch of <= %d frames x %d process(es), "
-                "device %s",
-                n_params / 1e6, len(self.train_set), len(self.train_set.by_spk), len(self.sampler), cfg.max_frames,
-                self.info.world_size, self.device,
-            )  # fmt: skip
-        self.saved_step = self.step if self.step > 0 else -1
-        self.log = TrainLogger(
-            self.exp, enabled=self.info.is_main, tensorboard=cfg.tensorboard, progress=not self.args.no_progress,
-            total_steps=cfg.max_steps, initial_step=self.step, desc="tts",
-        )  # fmt: skip
-        with self.log:
-            return run_steps(
-                self,
-                self.batches(),
-                max_steps=cfg.max_steps,
-                log_every=cfg.log_every,
-                valid_every=cfg.valid_every,
-                save_every=cfg.save_every,
-                is_main=self.info.is_main,
-                done_message=f"EMA TTS model in {self.exp / MODEL_DIR}",
-            )
+    def describe(self) -> str:
+        n_spk = len(self.train_set.by_spk)
+        return f"{super().describe()}, {len(self.train_set)} utterances ({n_spk} speakers)"
 
 
 # ------------------------------------------------------------------------------------------------------------- CLI

@@ -42,11 +42,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from voxar.errors import VoxarConfigError, VoxarDataError, VoxarError
+from voxar.errors import VoxarConfigError, VoxarDataError
 from voxar.models.vc_config import VCConfig  # needed at import time: the config dataclass nests it
+from voxar.train.trainer import MODEL_DIR, ModelTrainer
 
 logger = logging.getLogger("voxar.train_vc")
-MODEL_DIR = "model"
 
 
 @dataclass
@@ -194,35 +194,22 @@ class _Loss(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------------- the run
-class Trainer:
+class Trainer(ModelTrainer):
     """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
 
+    name, what = "vc", "VC model"
+
     def __init__(self, cfg: VCTrainConfig, args: argparse.Namespace) -> None:
-        from voxar.config import to_dict
         from voxar.data.dataset import load_cmvn
-        from voxar.data.sampler import DynamicBatchSampler
         from voxar.models.vc import VCModel
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
         from voxar.train.ema import EMA
         from voxar.train.loop import set_seed
-        from voxar.train.schedule import lr_lambda
 
-        self.cfg, self.args = cfg, args
-        self.exp = Path(args.exp)
         if not args.content_model:
             raise VoxarConfigError("--content-model is required (a trained content encoder model directory)")
-        self.info = D.init_distributed(device=args.device)
-        self.device = D.device_for(self.info, args.device)
-        self.plain_cfg = to_dict(cfg)
+        self.start(cfg, args)
         self.content = self._load_content(args.content_model)
-
-        existing = ckpt_mod.find_resume(self.exp)
-        if existing is not None and not args.resume:
-            raise VoxarError(f"{self.exp}: already holds checkpoints; pass --resume to continue, or use a new --exp")
-        ckpt = None
-        if existing is not None:
-            ckpt = ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=("preset", "model"))
+        ckpt = self.find_checkpoint(("preset", "model"))
 
         self.train_set = VCData(args.dump, cfg)
         set_seed(cfg.seed)  # identical initial weights on every rank
@@ -230,32 +217,15 @@ class Trainer:
         mean, std = load_cmvn(args.dump)
         self.model.set_mel_stats(mean.to(self.device), std.to(self.device))
         self.ema = EMA(self.model, cfg.ema_decay)
-        named = list(self.model.named_parameters())
-        decay = [p for n, p in named if p.dim() >= 2 and "emb" not in n]
-        no_decay = [p for n, p in named if not (p.dim() >= 2 and "emb" not in n)]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, cfg.lr, betas=cfg.betas)
-        sched = dict(warmup=cfg.warmup, decay=cfg.lr_decay, min_ratio=cfg.min_lr_ratio, max_steps=cfg.max_steps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(**sched))
-
-        self.step = 0
-        if ckpt is not None:
-            self.step, _ = ckpt_mod.restore_checkpoint(
-                ckpt, model=self.model, ema=self.ema, optimizers={"vc": self.opt}, schedulers={"vc": self.sched},
-                rng=False, where=str(existing),
-            )  # fmt: skip
-            logger.info("resuming from %s at step %d", existing, self.step)
+        self.make_optimizer()
+        self.restore(ckpt)
         self.loss_module = self._wrap(_Loss(self.model))
-        self.sampler = DynamicBatchSampler(
-            self.train_set.lengths, max_frames=cfg.max_frames, num_buckets=cfg.num_buckets, seed=cfg.seed,
-            num_replicas=self.info.world_size, rank=self.info.rank,
-        )  # fmt: skip
+        self.sampler = self.make_sampler(self.train_set.lengths)
         self.valid_set = None
         if self.info.is_main:
             self.valid_split = "valid" if args.valid_dump else "train_subset"
             self.valid_set = VCData(args.valid_dump or args.dump, cfg, max_utts=cfg.valid_utts)
-        if ckpt is not None:
-            ckpt_mod.restore_rng_states(ckpt.get("rng") or {}, self.info.rank, self.info.world_size)
+        self.restore_rng(ckpt)
 
     def _load_content(self, path: str) -> Any:
         """The frozen content encoder (eval mode, no gradients); its feature size must match the model's."""
@@ -309,24 +279,10 @@ class Trainer:
         """One optimiser step; returns the step's loss values."""
         kwargs = self.prepare(batch)  # fp32 throughout: the JVP covers the whole noisy stream (method brief 1.7)
         loss, stats = self.loss_module(**kwargs, progress=self.step / max(1, self.cfg.max_steps))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        if torch.isfinite(gnorm):
-            self.opt.step()
-            self.bad_steps = 0
-        else:
-            self.bad_steps = getattr(self, "bad_steps", 0) + 1
-            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
-            if self.bad_steps >= 10:
-                raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
-        self.sched.step()
-        self.ema.update(self.model)
+        gnorm = self.optimizer_step(loss)
         metrics = {"loss": float(loss.detach())}
         metrics.update({k: float(v) for k, v in stats.items()})
-        metrics.update(
-            grad_norm=float(gnorm), lr=self.opt.param_groups[0]["lr"], frames=float(kwargs["mel_lens"].sum())
-        )
+        metrics.update(grad_norm=gnorm, lr=self.opt.param_groups[0]["lr"], frames=float(kwargs["mel_lens"].sum()))
         return metrics
 
     # ----------------------------------------------------------------------------------- validation and files
@@ -384,64 +340,10 @@ class Trainer:
         """Main rank: write the EMA weights as ``exp/model`` (a VC model directory; atomic replace)."""
         return self.ema_model().cpu().save_pretrained(self.exp / MODEL_DIR, overwrite=True)
 
-    def save(self) -> None:
-        """Checkpoint at the current step (a collective in DDP: every rank calls it)."""
-        from voxar.config import to_dict
-        from voxar.train import checkpoint as ckpt_mod
-        from voxar.train import distributed as D
-
-        rng = ckpt_mod.gather_rng_states()
-        if self.info.is_main:
-            ckpt = ckpt_mod.make_checkpoint(
-                step=self.step, epoch=self.step // len(self.sampler), model=self.model, ema=self.ema,
-                optimizers={"vc": self.opt}, schedulers={"vc": self.sched}, config=self.plain_cfg,
-                model_config=to_dict(self.cfg.model), rng=rng,
-            )  # fmt: skip
-            ckpt_mod.save_checkpoint(self.exp, ckpt, keep_last=self.cfg.keep_last)
-        D.barrier()
-        self.saved_step = self.step
-
-    def validate_and_export(self) -> None:
-        from voxar.train import distributed as D
-
-        if self.info.is_main:
-            self.log.log(self.step, self.validate(), split=self.valid_split)
-            self.export()
-        D.barrier()
-
-    # ------------------------------------------------------------------------------------------------ the loop
-    def run(self) -> int:
-        """Train to ``max_steps`` (or until interrupted); returns the exit status."""
-        from voxar.config import save_config
+    def describe(self) -> str:
         from voxar.models.vc import describe
-        from voxar.train.logger import TrainLogger
-        from voxar.train.loop import run_steps
 
-        cfg = self.cfg
-        if self.info.is_main:
-            self.exp.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.exp / "config.yaml")
-            logger.info(
-                "%s; %d utterances (%d speakers), %d batches/epoch of <= %d frames x %d process(es), device %s",
-                describe(self.model), len(self.train_set), len(self.train_set.by_spk), len(self.sampler),
-                cfg.max_frames, self.info.world_size, self.device,
-            )  # fmt: skip
-        self.saved_step = self.step if self.step > 0 else -1
-        self.log = TrainLogger(
-            self.exp, enabled=self.info.is_main, tensorboard=cfg.tensorboard, progress=not self.args.no_progress,
-            total_steps=cfg.max_steps, initial_step=self.step, desc="vc",
-        )  # fmt: skip
-        with self.log:
-            return run_steps(
-                self,
-                self.batches(),
-                max_steps=cfg.max_steps,
-                log_every=cfg.log_every,
-                valid_every=cfg.valid_every,
-                save_every=cfg.save_every,
-                is_main=self.info.is_main,
-                done_message=f"EMA VC model in {self.exp / MODEL_DIR}",
-            )
+        return f"{describe(self.model)}; {len(self.train_set)} utterances ({len(self.train_set.by_spk)} speakers)"
 
 
 # ------------------------------------------------------------------------------------------------------------- CLI

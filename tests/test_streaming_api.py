@@ -46,6 +46,23 @@ def test_conv_chunked_equals_full(kind, groups, dilation):
             torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-6, msg=f"chunks {chunks}")
 
 
+@pytest.mark.parametrize("groups, bias", [(1, True), (1, False), (8, True), (8, False), (2, True)])
+def test_small_step_kernel_equals_conv1d(groups, bias):
+    """The few-frame inference kernel (unfold + matmul / multiply-sum) equals nn.Conv1d (grouped: falls back)."""
+    torch.manual_seed(0)
+    conv = StreamingConv1d(8, 8, 5, groups=groups, bias=bias)
+    for n in (1, 2, 4):
+        buf = torch.randn(3, 8, 4 + n)
+        with torch.no_grad():
+            torch.testing.assert_close(conv._small_step(buf), conv.conv(buf), rtol=1e-5, atol=1e-6)
+    x = torch.randn(1, 8, 9)
+    with torch.no_grad():
+        full = conv(x)
+        torch.testing.assert_close(run_chunked(conv, x, 1), full, rtol=1e-5, atol=1e-6)  # 1-frame steps
+    out = run_chunked(conv, x, 1)  # with gradients enabled the plain conv1d path runs
+    assert out.requires_grad
+
+
 @pytest.mark.parametrize("kind", ["causal", "same"])
 def test_conv_matches_torch_padding(kind):
     """StreamingConv1d = nn.Conv1d with left padding; SameConv1d = nn.Conv1d(padding=3)."""

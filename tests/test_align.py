@@ -35,6 +35,14 @@ def test_loss_ranks_diagonal_below_uniform_below_anti_diagonal():
         return float(alignment_prior_loss(probs, slice(0, None), slice(0, None), n, torch.tensor([lt])))
 
     assert loss(eye) < 1e-6 < loss(uniform) < loss(anti)
+    # a head that escapes to non-text keys (speaker, speech history) is penalised by the mass term
+    escape = torch.zeros(1, 2, m, lt + 4)  # (B, H, T, S): text keys 0..lt-1, then 4 other keys
+    escape[0, 0, :, :lt] = eye  # head 0 reads the text along the diagonal
+    escape[0, 1, :, lt:] = 0.25  # head 1 attends only to the other keys
+    n = torch.tensor([m])
+    both = alignment_prior_loss([escape], slice(0, None), slice(0, lt), n, torch.tensor([lt]))
+    first = alignment_prior_loss([escape], slice(0, None), slice(0, lt), n, torch.tensor([lt]), heads=1)
+    assert float(first) < 1e-6 and float(both) == pytest.approx(0.5, abs=1e-5)  # mean of 0 and 1
     with pytest.raises(ValueError):
         alignment_prior_loss([], slice(0, None), slice(0, None), torch.tensor([1]), torch.tensor([1]))
 
@@ -60,7 +68,7 @@ def test_lm_forward_returns_a_differentiable_alignment_loss():
     mels, mel_lens = torch.randn(2, 8, 20), torch.tensor([20, 11])
     assert "align" not in lm(text, text_lens, mels, mel_lens)
     out = lm(text, text_lens, mels, mel_lens, align_layers=(1,))
-    assert out["align"].ndim == 0 and 0 < out["align"].item() < 1
+    assert out["align"].ndim == 0 and 0 < out["align"].item() < 2
     out["align"].backward()
     assert lm.text_emb.weight.grad is not None and lm.text_emb.weight.grad.abs().sum() > 0
     # prompt continuation: the prior spans prompt + target patches against the whole text
@@ -98,3 +106,5 @@ def test_train_config_validates_the_prior():
         TTSTrainConfig(lm=lm, align_weight=0.2, align_layers=[2])
     with pytest.raises(VoxarConfigError, match="align_sigma"):
         TTSTrainConfig(lm=lm, align_sigma=0.0)
+    with pytest.raises(VoxarConfigError, match="align_heads"):
+        TTSTrainConfig(lm=lm, align_heads=5)  # LMConfig() has 4 heads

@@ -132,6 +132,7 @@ class TTSModel(nn.Module):
         align_weight: float = 0.0,
         align_layers: tuple[int, ...] = (),
         align_sigma: float = 0.2,
+        align_heads: int = 0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align`` and its parts (detached).
 
@@ -139,14 +140,14 @@ class TTSModel(nn.Module):
         ``text_ids (B, Lt)``, ``mels (B, M, T)`` raw log-mel targets, ``ref_mels (B, M, T_ref)`` the speaker
         reference, ``prompt_mels (B, M, T_p)`` for prompt-continuation batches (the text then starts with the
         prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp. ``align_layers`` (with
-        ``align_sigma``) adds the diagonal text-attention prior of :mod:`voxar.models.align`.
+        ``align_sigma``, ``align_heads``) adds the diagonal text-attention prior of :mod:`voxar.models.align`.
         """
         heads = self.heads()
         k = max(h.cfg.history for h in heads.values())
         out = self.lm(
             text_ids, text_lens, mels, mel_lens, ref_mels=ref_mels, ref_lens=ref_lens,
             prompt_mels=prompt_mels, prompt_lens=prompt_lens, n_history=k, align_layers=align_layers,
-            align_sigma=align_sigma,
+            align_sigma=align_sigma, align_heads=align_heads,
         )  # fmt: skip
         m = out["mask"]
         x, h, hist, tmask = out["targets"][m], out["h"][m], out["history"][m], out["target_mask"][m]

@@ -72,6 +72,7 @@ class TTSTrainConfig:
     align_weight: float = 0.0  # diagonal prior on the text attention of align_layers (voxar.models.align); 0 = off
     align_layers: list[int] = field(default_factory=lambda: [1])
     align_sigma: float = 0.2
+    align_heads: int = 0  # the first align_heads heads of each align layer are alignment heads (0: all)
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -97,8 +98,10 @@ class TTSTrainConfig:
                 raise VoxarConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.lr <= 0:
             raise VoxarConfigError(f"lr must be positive, got {self.lr}")
-        if self.align_weight < 0 or self.align_sigma <= 0:
-            raise VoxarConfigError("align_weight must be >= 0 and align_sigma > 0")
+        if self.align_weight < 0 or self.align_sigma <= 0 or not 0 <= self.align_heads <= self.lm.n_heads:
+            raise VoxarConfigError(
+                f"need align_weight >= 0, align_sigma > 0 and align_heads in [0, {self.lm.n_heads}] (0: all)"
+            )
         if self.align_weight > 0 and (
             not self.align_layers or any(not 0 <= i < self.lm.n_layers for i in self.align_layers)
         ):
@@ -111,7 +114,7 @@ class TTSTrainConfig:
         layers = tuple(self.align_layers) if self.align_weight > 0 else ()
         return dict(
             mf_weight=self.mf_weight, stop_weight=self.stop_weight, align_weight=self.align_weight,
-            align_layers=layers, align_sigma=self.align_sigma,
+            align_layers=layers, align_sigma=self.align_sigma, align_heads=self.align_heads,
         )  # fmt: skip
 
     def model_config(self, tokenizer: dict[str, Any]) -> Any:

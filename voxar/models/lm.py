@@ -380,6 +380,7 @@ class PatchLM(nn.Module):
         n_history: int = 0,
         align_layers: tuple[int, ...] = (),
         align_sigma: float = 0.2,
+        align_heads: int = 0,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass. ``text_ids (B, Lt)`` raw ids (padding anywhere past ``text_lens``), ``mels (B,
         n_mels, T)`` raw log-mels, ``spk_emb (B, speaker_dim)`` or ``ref_mels (B, n_mels, T_ref)`` (or neither),
@@ -389,7 +390,8 @@ class PatchLM(nn.Module):
         Returns ``h (B, N, D)`` (``h[:, i]`` predicts target patch i), ``stop_logits (B, N)``, ``targets (B, N, F)``
         (normalised), ``target_mask (B, N, F)`` (valid frames), ``mask (B, N)`` (valid patches), ``lengths (B,)``
         (patches), ``history (B, N, n_history * F)`` (previous patches, prompt included), ``chunk_size``, and with
-        ``align_layers`` the scalar ``align`` (:func:`~voxar.models.align.alignment_prior_loss` of those layers).
+        ``align_layers`` the scalar ``align`` (:func:`~voxar.models.align.alignment_prior_loss` of the first
+        ``align_heads`` heads of those layers, 0 = all).
         """
         chunk = self._chunk(chunk_size)
         b, dev = mels.shape[0], mels.device
@@ -433,7 +435,7 @@ class PatchLM(nn.Module):
         }
         if probs:  # speech queries after prefix + clean tokens; text keys = prefix slots 1.. (bos, text, eos)
             out["align"] = alignment_prior_loss(
-                probs, slice(lp + n_clean, None), slice(1, lp), n_seq, plens - 1, align_sigma
+                probs, slice(lp + n_clean, None), slice(1, lp), n_seq, plens - 1, align_sigma, align_heads
             )
         return out
 

@@ -152,3 +152,45 @@ def test_crop_segments_keeps_mel_and_content_aligned():
     assert n.tolist() == [6, 3] and m.shape == (2, 3, 6)
     assert m[0, 0].tolist() == [5, 6, 7, 8, 9, 10] and m[1, 0, :3].tolist() == [109, 110, 111]
     assert (m[1, :, 3:] == 0).all() and torch.equal(b, -m[:, :2])
+
+
+def test_warp_mels_moves_spectral_peaks_and_identity_at_one():
+    from voxar.bin.train_vc import warp_mels
+
+    m = torch.full((2, 80, 5), -8.0)
+    m[:, 30] = 0.0  # a formant-like peak at bin 30
+    out = warp_mels(m, torch.tensor([1.0, 1.2]))
+    assert torch.equal(out[0], m[0])  # alpha 1: the identity
+    assert int(out[1, :, 0].argmax()) == 36  # bin k reads bin k / 1.2: the peak moves to 30 * 1.2
+    down = warp_mels(m, torch.tensor([0.8, 0.8]))
+    assert int(down[0, :, 0].argmax()) == 24 and down.shape == m.shape
+
+
+def test_speaker_augmentation_warps_target_and_reference_not_content(run):
+    """With spk_warp, training batches carry warps != 1; prepare() warps the target and the reference alike and
+    computes the content from the unwarped mel."""
+    import argparse
+
+    import numpy as np
+
+    from voxar.bin.train_vc import Trainer, VCData, VCTrainConfig, warp_mels
+    from voxar.config import load_config
+
+    cfg = load_config(VCTrainConfig, CONFIG, overrides=["spk_warp=0.2", "segment_frames=0"])
+    data = VCData(run["dump"], cfg)
+    rng = np.random.default_rng(0)
+    plain = data.batch([0, 1], np.random.default_rng(0))
+    aug = data.batch([0, 1], rng, augment=True)
+    assert torch.equal(plain["warp"], torch.ones(2))
+    assert (aug["warp"] != 1).all() and ((aug["warp"].log().abs()) <= 0.2).all()
+    args = argparse.Namespace(
+        exp=str(run["root"] / "exp_aug"), device="cpu", resume=False, content_model=str(run["content"]),
+        dump=str(run["dump"]), valid_dump=None, no_progress=True,
+    )  # fmt: skip
+    trainer = Trainer(cfg, args)
+    kw = trainer.prepare(aug)
+    assert torch.allclose(kw["mel"], warp_mels(aug["mels"], aug["warp"]))
+    assert torch.allclose(kw["ref_mel"], warp_mels(aug["ref_mels"], aug["warp"]))
+    assert torch.allclose(kw["bnf"], trainer.content_of(aug["mels"], aug["mel_lens"]))
+    with pytest.raises(Exception, match="spk_warp"):
+        VCTrainConfig(spk_warp=0.9)

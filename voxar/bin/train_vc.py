@@ -20,6 +20,12 @@ utterances of the same speaker, concatenated in random order and randomly croppe
 ref_max_frames`` frames, so the target never leaks into its own reference (a speaker with a single utterance falls
 back to a crop of the item itself; the number of such items is logged).
 
+**Speaker augmentation** (``spk_warp`` > 0). Each training item gets a random frequency warp ``alpha = exp(u)``,
+``u ~ U(-spk_warp, spk_warp)``, applied to its target mel *and* its reference (:func:`warp_mels`: mel bin ``k``
+reads bin ``k / alpha``, which moves formants and harmonics together, like a shorter or longer vocal tract), while
+its content features come from the unwarped mel. Every item is then a new voice that only the reference reveals: it
+multiplies the corpus's speakers and teaches the model to take the timbre from the reference, not from the content.
+
 **Files.** ``exp/`` receives ``config.yaml``, ``checkpoint-<step>.pt`` + ``last.pt`` (atomic, ``keep_last`` kept),
 ``train_log.jsonl``, ``tb/`` and, at each validation and at the end, ``model/``: the EMA weights as a VC model
 directory (:meth:`voxar.models.vc.VCModel.from_pretrained`). Validation logs the teacher-forced losses (fixed noise),
@@ -39,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,6 +79,7 @@ class VCTrainConfig:
     # reference
     ref_min_frames: int = 100
     ref_max_frames: int = 400
+    spk_warp: float = 0.0  # speaker augmentation: max |log alpha| of the per-item frequency warp (0 = off)
     # weights averaging, logging, checkpoints
     ema_decay: float = 0.999
     log_every: int = 10
@@ -89,8 +97,8 @@ class VCTrainConfig:
                 raise VoxarConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.ref_max_frames < self.ref_min_frames:
             raise VoxarConfigError(f"ref_max_frames {self.ref_max_frames} < ref_min_frames {self.ref_min_frames}")
-        if self.segment_frames < 0 or self.valid_convert < 0:
-            raise VoxarConfigError("segment_frames and valid_convert must be >= 0")
+        if self.segment_frames < 0 or self.valid_convert < 0 or not 0 <= self.spk_warp <= 0.5:
+            raise VoxarConfigError("segment_frames and valid_convert must be >= 0 and spk_warp in [0, 0.5]")
         if self.lr <= 0:
             raise VoxarConfigError(f"lr must be positive, got {self.lr}")
         if self.model.preset != self.preset:
@@ -151,19 +159,36 @@ class VCData:
         start = int(rng.integers(src.shape[-1] - n + 1))
         return src[:, start : start + n]
 
-    def batch(self, indices: list[int], rng: Any) -> dict[str, torch.Tensor]:
-        """``mels (B, M, T)`` + ``mel_lens`` (whole utterances), ``starts (B,)`` of the segments to train on, and
-        ``ref_mels (B, M, R)`` + ``ref_lens``; ``rng`` is a numpy Generator."""
+    def batch(self, indices: list[int], rng: Any, augment: bool = False) -> dict[str, torch.Tensor]:
+        """``mels (B, M, T)`` + ``mel_lens`` (whole utterances), ``starts (B,)`` of the segments to train on,
+        ``ref_mels (B, M, R)`` + ``ref_lens`` and ``warp (B,)`` (the speaker-augmentation factors: 1 unless
+        ``augment`` and ``spk_warp`` > 0); ``rng`` is a numpy Generator."""
         from voxar.data.dataset import collate_mels
 
         target = collate_mels([{"utt": str(i), "mel": self.mel(i)} for i in indices])
         refs = collate_mels([{"utt": str(i), "mel": self.reference(i, rng)} for i in indices])
         seg = self.cfg.segment_frames
         starts = [int(rng.integers(max(1, n - seg + 1))) if seg else 0 for n in target["lengths"].tolist()]
+        w = self.cfg.spk_warp if augment else 0.0
+        warp = torch.from_numpy(np.exp(rng.uniform(-w, w, len(indices)))).float() if w else torch.ones(len(indices))
         return {
             "mels": target["mels"], "mel_lens": target["lengths"], "starts": torch.tensor(starts, dtype=torch.long),
-            "ref_mels": refs["mels"], "ref_lens": refs["lengths"],
+            "ref_mels": refs["mels"], "ref_lens": refs["lengths"], "warp": warp,
         }  # fmt: skip
+
+
+def warp_mels(mels: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Frequency-warp log-mels ``(B, M, T)`` by ``alpha (B,)``: output bin ``k`` linearly interpolates input bin
+    ``k / alpha`` (clamped to the top bin); ``alpha = 1`` is the identity."""
+    m = mels.shape[1]
+    src = (torch.arange(m, device=mels.device, dtype=mels.dtype)[None, :] / alpha[:, None].to(mels)).clamp(0, m - 1)
+    lo = src.floor().long()  # (B, M)
+    hi = (lo + 1).clamp_max(m - 1)
+    frac = (src - lo.to(src.dtype))[:, :, None]  # (B, M, 1)
+    t = mels.shape[-1]
+    low = torch.gather(mels, 1, lo[:, :, None].expand(-1, -1, t))
+    high = torch.gather(mels, 1, hi[:, :, None].expand(-1, -1, t))
+    return low * (1 - frac) + high * frac
 
 
 def crop_segments(
@@ -255,12 +280,12 @@ class Trainer(ModelTrainer):
 
     def batches(self) -> Any:
         """Endless batches from the current step on (:func:`voxar.train.loop.epoch_batches`: exact resume)."""
-        import numpy as np
 
         from voxar.train.loop import epoch_batches
 
         for step, indices in epoch_batches(self.sampler, self.step):
-            yield self.train_set.batch(indices, np.random.default_rng([self.cfg.seed, self.info.rank, step]))
+            rng = np.random.default_rng([self.cfg.seed, self.info.rank, step])
+            yield self.train_set.batch(indices, rng, augment=True)
 
     @torch.no_grad()
     def content_of(self, mels: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -270,9 +295,12 @@ class Trainer(ModelTrainer):
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A data batch on the device -> the keyword arguments of :meth:`VCModel.loss`."""
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        bnf = self.content_of(b["mels"], b["mel_lens"])
-        mels, bnf, lens = crop_segments(b["mels"], bnf, b["mel_lens"], b["starts"], self.cfg.segment_frames)
-        return {"mel": mels, "bnf": bnf, "ref_mel": b["ref_mels"], "mel_lens": lens, "ref_lens": b["ref_lens"]}
+        bnf = self.content_of(b["mels"], b["mel_lens"])  # content of the unwarped mel
+        mels, refs = b["mels"], b["ref_mels"]
+        if "warp" in b and bool((b["warp"] != 1).any()):
+            mels, refs = warp_mels(mels, b["warp"]), warp_mels(refs, b["warp"])
+        mels, bnf, lens = crop_segments(mels, bnf, b["mel_lens"], b["starts"], self.cfg.segment_frames)
+        return {"mel": mels, "bnf": bnf, "ref_mel": refs, "mel_lens": lens, "ref_lens": b["ref_lens"]}
 
     # ------------------------------------------------------------------------------------------------ one step
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -296,7 +324,6 @@ class Trainer(ModelTrainer):
     def validate(self) -> dict[str, float]:
         """Main rank: teacher-forced losses of the EMA model (fixed noise and references), ``tf1_l1``,
         ``recon_l1`` and the ``mean_l1`` baseline (see the module docstring)."""
-        import numpy as np
 
         from voxar.models.refenc import length_mask
         from voxar.models.vc_loss import teacher_forced

@@ -127,14 +127,16 @@ def test_resume_continues_and_refuses_to_overwrite(run, tmp_path):
     exp = tmp_path / "exp"
     shutil.copytree(run["exp"], exp)
     assert train(run["dump"], exp, STEPS + 5) == 1  # existing checkpoints without --resume: a clear error
-    assert train(run["dump"], exp, STEPS + 5, "log_every=5", "--resume") == 0
+    assert train(run["dump"], exp, STEPS + 5, "log_every=5", "ema_decay=0.99", "--resume") == 0
     records = read_log(exp / "train_log.jsonl", split="train")
     resumed = [r["step"] for r in records if r["step"] > STEPS]
     assert resumed == [STEPS + 5]
     assert (exp / f"checkpoint-{STEPS + 5}.pt").is_file()
     from voxar.train.checkpoint import load_checkpoint
 
-    assert load_checkpoint(exp / "last.pt")["step"] == STEPS + 5
+    last = load_checkpoint(exp / "last.pt")
+    assert last["step"] == STEPS + 5
+    assert last["ema"]["decay"] == 0.99  # a changed ema_decay wins over the checkpoint's
 
 
 def test_config_errors_are_one_line(run, tmp_path, capsys):

@@ -89,6 +89,9 @@ class ModelTrainer:
             rng=False, where=str(self.resume_path),
         )  # fmt: skip
         logger.info("resuming from %s at step %d", self.resume_path, self.step)
+        if self.ema.decay != self.cfg.ema_decay:  # the config wins over the checkpoint's EMA decay
+            logger.info("EMA decay %g (checkpoint: %g)", self.cfg.ema_decay, self.ema.decay)
+            self.ema.decay = float(self.cfg.ema_decay)
 
     def restore_rng(self, ckpt: dict[str, Any] | None) -> None:
         """Restore this rank's random streams from ``ckpt`` (call last in ``__init__``)."""

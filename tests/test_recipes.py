@@ -232,6 +232,18 @@ def test_decode_plan_picks_another_recording_of_the_speaker(tmp_path):
     assert [j.utt for j in few] == ["a_1", "a_2"]  # round-robin a_1, b_1, c_1, a_2; b and c have no prompt here
 
 
+def test_pack_models_sums_wall_time_over_resumed_runs(tmp_path):
+    from voxar.bin.pack_models import read_train_log
+
+    recs = [(10, 30.0), (20, 60.0), (20, 61.0), (30, 25.0), (40, 50.0), (40, 52.0)]  # resumed at step 20
+    lines = [json.dumps({"step": s, "split": "valid" if i in (2, 5) else "train", "time": t, "loss": 1.0})
+             for i, (s, t) in enumerate(recs)]  # fmt: skip
+    (tmp_path / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    log = read_train_log(tmp_path)
+    assert log["steps"] == 40 and log["seconds"] == 61.0 + 52.0
+    assert log["valid"]["step"] == 40 and log["train"]["step"] == 40
+
+
 def test_pack_models_rejects_bad_input(tmp_path, capsys):
     from voxar.bin.pack_models import main
 

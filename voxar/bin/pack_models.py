@@ -89,11 +89,13 @@ def count_parameters(weights: Path) -> int:
 
 
 def read_train_log(exp: Path) -> dict[str, Any]:
-    """Last training record, last validation record, final step and wall time from ``exp/train_log.jsonl``."""
+    """Last training record, last validation record, final step and wall time (summed over resumed runs) from
+    ``exp/train_log.jsonl``."""
     path = exp / "train_log.jsonl"
     out: dict[str, Any] = {"train": None, "valid": None, "steps": None, "seconds": None}
     if not path.is_file():
         return out
+    done, last = 0.0, None  # "time" restarts at 0 in each resumed run: sum the runs
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             rec = json.loads(line)
@@ -103,7 +105,11 @@ def read_train_log(exp: Path) -> dict[str, Any]:
             continue
         out["steps"] = max(int(rec["step"]), out["steps"] or 0)
         if isinstance(rec.get("time"), (int, float)):
-            out["seconds"] = max(float(rec["time"]), out["seconds"] or 0.0)
+            t = float(rec["time"])
+            if last is not None and t < last:  # a new run (resume) started
+                done += last
+            last = t
+            out["seconds"] = done + t
         out["train" if rec.get("split", "train") == "train" else "valid"] = rec
     return out
 

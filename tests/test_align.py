@@ -88,11 +88,11 @@ def test_a_few_steps_on_the_prior_make_attention_diagonal():
     first = None
     for _ in range(60):
         loss = lm(text, text_lens, mels, mel_lens, align_layers=(1,))["align"]
-        first = float(loss) if first is None else first
+        first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first, (first, float(loss))
+    assert loss.item() < 0.5 * first, (first, loss.item())
 
 
 def test_train_config_validates_the_prior():

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from voxar.errors import VoxarError
 from voxar.models.vocoder import VocoderConfig  # needed at import time: the config dataclass nests it
+from voxar.train.trainer import MODEL_DIR, ModelTrainer
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger("voxar.train_vocoder")
-MODEL_DIR = "model"
 DISC_KEY = "discriminator"
 STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win) of the MR-STFT loss
 DISC_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # of the resolution discriminator
@@ -96,13 +95,13 @@ class VocoderTrainConfig:
 # --------------------------------------------------------------------------------------------------------- the run
 
 
-class Trainer:
-    """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
+class Trainer(ModelTrainer):
+    """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files). The GAN
+    run has two optimisers, so it keeps its own set-up, checkpoints and loop; it shares validation and export."""
 
     def __init__(self, cfg: VocoderTrainConfig, args: argparse.Namespace) -> None:
         import torch
 
-        from voxar.config import to_dict
         from voxar.data.segments import AudioSegmentDataset, SegmentBatchSampler
         from voxar.models.discriminators import VocoderDiscriminator
         from voxar.models.losses import MelL1Loss, MultiResolutionSTFTLoss
@@ -113,18 +112,9 @@ class Trainer:
         from voxar.train.loop import set_seed
         from voxar.train.schedule import lr_lambda
 
-        self.cfg, self.args = cfg, args
-        self.exp = Path(args.exp)
-        self.info = D.init_distributed(device=args.device)
-        self.device = D.device_for(self.info, args.device)
-        self.plain_cfg = to_dict(cfg)
-
-        existing = ckpt_mod.find_resume(self.exp)
-        if existing is not None and not args.resume:
-            raise VoxarError(f"{self.exp}: already holds checkpoints; pass --resume to continue, or use a new --exp")
-        ckpt = None
-        if existing is not None:
-            ckpt = ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=("model",))
+        self.start(cfg, args)
+        ckpt = self.find_checkpoint(("model",))
+        existing = self.resume_path
 
         set_seed(cfg.seed)  # identical initial weights on every rank
         self.gen = Vocoder(cfg.model).to(self.device)
@@ -251,20 +241,8 @@ class Trainer:
             loss = loss + cfg.adv_weight * loss_adv + cfg.fm_weight * loss_fm
             metrics.update(adv=loss_adv.item(), fm=loss_fm.item())
 
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.gen.parameters(), cfg.grad_clip)
-        if torch.isfinite(gnorm):  # the norm is computed after DDP's all-reduce: every rank agrees
-            self.opt_g.step()
-            self.bad_steps = 0
-        else:
-            self.bad_steps = getattr(self, "bad_steps", 0) + 1
-            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
-            if self.bad_steps >= 10:
-                raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
-        self.sched_g.step()
-        self.ema.update(self.gen)
-        metrics.update(loss=loss.item(), grad_norm=float(gnorm), lr=self.opt_g.param_groups[0]["lr"])
+        gnorm = self.optimizer_step(loss, self.gen, self.opt_g, self.sched_g)
+        metrics.update(loss=loss.item(), grad_norm=gnorm, lr=self.opt_g.param_groups[0]["lr"])
         return metrics
 
     # ----------------------------------------------------------------------------------- validation and files
@@ -329,14 +307,6 @@ class Trainer:
             ckpt_mod.save_checkpoint(self.exp, ckpt, keep_last=self.cfg.keep_last)
         D.barrier()
         self.saved_step = self.step
-
-    def validate_and_export(self) -> None:
-        from voxar.train import distributed as D
-
-        if self.info.is_main:
-            self.log.log(self.step, self.validate(), split=self.valid_split)
-            self.export()
-        D.barrier()
 
     # ------------------------------------------------------------------------------------------------ the loop
     def run(self) -> int:

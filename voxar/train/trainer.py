@@ -111,24 +111,28 @@ class ModelTrainer:
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ one step
-    def optimizer_step(self, loss: Any) -> float:
-        """Backward, clip to ``cfg.grad_clip``, step (skipped on a non-finite gradient norm; 10 in a row is an
-        error), advance the schedule and the EMA. Returns the gradient norm."""
+    def optimizer_step(self, loss: Any, model: Any = None, opt: Any = None, sched: Any = None) -> float:
+        """Backward, clip to ``cfg.grad_clip``, step (skipped on a non-finite gradient norm -- computed after DDP's
+        all-reduce, so every rank agrees; 10 in a row is an error), advance the schedule and the EMA. ``model``,
+        ``opt``, ``sched`` default to ``self.model``, ``self.opt``, ``self.sched``. Returns the gradient norm."""
         import torch
 
-        self.opt.zero_grad(set_to_none=True)
+        model = self.model if model is None else model
+        opt = self.opt if opt is None else opt
+        sched = self.sched if sched is None else sched
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         if torch.isfinite(gnorm):
-            self.opt.step()
+            opt.step()
             self.bad_steps = 0
         else:
             self.bad_steps = getattr(self, "bad_steps", 0) + 1
             logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
             if self.bad_steps >= 10:
                 raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")
-        self.sched.step()
-        self.ema.update(self.model)
+        sched.step()
+        self.ema.update(model)
         return float(gnorm)
 
     # ----------------------------------------------------------------------------------- validation and files

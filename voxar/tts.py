@@ -136,7 +136,6 @@ class TTSModel(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align`` and its parts (detached).
 
-
         ``text_ids (B, Lt)``, ``mels (B, M, T)`` raw log-mel targets, ``ref_mels (B, M, T_ref)`` the speaker
         reference, ``prompt_mels (B, M, T_p)`` for prompt-continuation batches (the text then starts with the
         prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp. ``align_layers`` (with

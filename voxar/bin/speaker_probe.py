@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,7 @@ def probe(content_model: str | Path, data: str | Path, kinds: list[str], max_utt
     utts = sorted(u for u in wavs if u in utt2spk)
     if max_utts:
         utts = utts[:max_utts]
-    per_spk: dict[str, int] = {}
-    for u in utts:
-        per_spk[utt2spk[u]] = per_spk.get(utt2spk[u], 0) + 1
+    per_spk = Counter(utt2spk[u] for u in utts)
     utts = [u for u in utts if per_spk[utt2spk[u]] >= 2]
     if len({utt2spk[u] for u in utts}) < 2:
         raise VoxarDataError(f"{data}: the probe needs at least 2 speakers with 2 or more utterances each")

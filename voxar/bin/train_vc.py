@@ -297,7 +297,7 @@ class Trainer(ModelTrainer):
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         bnf = self.content_of(b["mels"], b["mel_lens"])  # content of the unwarped mel
         mels, refs = b["mels"], b["ref_mels"]
-        if "warp" in b and bool((b["warp"] != 1).any()):
+        if bool((b["warp"] != 1).any()):
             mels, refs = warp_mels(mels, b["warp"]), warp_mels(refs, b["warp"])
         mels, bnf, lens = crop_segments(mels, bnf, b["mel_lens"], b["starts"], self.cfg.segment_frames)
         return {"mel": mels, "bnf": bnf, "ref_mel": refs, "mel_lens": lens, "ref_lens": b["ref_lens"]}

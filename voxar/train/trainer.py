@@ -48,6 +48,7 @@ class ModelTrainer:
         self.device = D.device_for(self.info, args.device)
         self.plain_cfg = to_dict(cfg)
         self.step = 0
+        self.bad_steps = 0  # consecutive skipped updates (non-finite gradient norm)
 
     def find_checkpoint(self, compare_keys: tuple[str, ...]) -> dict[str, Any] | None:
         """The checkpoint to resume (``exp/last.pt`` or the newest one), checked against this run's config on
@@ -127,7 +128,7 @@ class ModelTrainer:
             opt.step()
             self.bad_steps = 0
         else:
-            self.bad_steps = getattr(self, "bad_steps", 0) + 1
+            self.bad_steps += 1
             logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
             if self.bad_steps >= 10:
                 raise VoxarError(f"training diverged: 10 consecutive non-finite gradients at step {self.step}")

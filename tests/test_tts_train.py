@@ -139,6 +139,52 @@ def test_resume_continues_and_refuses_to_overwrite(run, tmp_path):
     assert last["ema"]["decay"] == 0.99  # a changed ema_decay wins over the checkpoint's
 
 
+def test_init_from_warm_starts_a_new_run_and_resizes_head_history(run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    exp = tmp_path / "warm"
+    # a vanishing learning rate: the exported weights are the source's, so the copy is checked exactly
+    extra = ("lr=1e-30", "fm_head.history=0", "mf_head.history=2", "--init-from", str(run["exp"] / "last.pt"))
+    assert train(run["dump"], exp, 2, *extra) == 0
+    got = load_file(str(exp / "model" / "model.safetensors"))
+    assert read_log(exp / "train_log.jsonl", split="train")[-1]["step"] == 2  # step count starts afresh
+    from voxar.train.checkpoint import load_checkpoint
+
+    ema = load_checkpoint(run["exp"] / "last.pt")["ema"]["shadow"]  # a checkpoint warm-starts from its EMA
+    for key, value in ema.items():
+        if "in_proj" not in key or "head" not in key:
+            assert torch.allclose(got[key], value, atol=1e-6), key
+    fdim = ema["fm_head.in_proj.weight"].shape[1] // 2  # history 1: [noisy patch | previous patch]
+    assert got["fm_head.in_proj.weight"].shape[1] == fdim  # history 1 -> 0: the history columns are dropped
+    assert torch.allclose(got["fm_head.in_proj.weight"], ema["fm_head.in_proj.weight"][:, :fdim], atol=1e-6)
+    mf_old, mf_new = ema["mf_head.in_proj.weight"], got["mf_head.in_proj.weight"]
+    assert mf_new.shape[1] == 3 * fdim  # history 1 -> 2: an older patch with zero columns, the newest kept
+    assert torch.allclose(mf_new[:, fdim : 2 * fdim], torch.zeros_like(mf_new[:, :fdim]))
+    assert torch.allclose(mf_new[:, 2 * fdim :], mf_old[:, fdim:], atol=1e-6)
+    # a source of another size is refused with the mismatching weights named, before any training
+    capsys.readouterr()
+    assert train(run["dump"], tmp_path / "bad_init", 1, "lm.ffn=136", "--init-from", str(run["model"])) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("train_tts: error:") and "shape mismatch" in err and "--init-from" in err
+
+
+def test_resize_head_history_keeps_the_function_when_growing():
+    from voxar.bin.train_tts import resize_head_history
+    from voxar.models.heads import FlowHead, HeadConfig
+
+    torch.manual_seed(0)
+    small = FlowHead(HeadConfig(patch_dim=8, cond_dim=6, width=16, history=1)).eval()
+    big = FlowHead(HeadConfig(patch_dim=8, cond_dim=6, width=16, history=3)).eval()
+    state = small.state_dict()
+    state["in_proj.weight"] = resize_head_history(state["in_proj.weight"], 8, 3)
+    big.load_state_dict(state)
+    z, t, h, prev = torch.randn(5, 8), torch.rand(5), torch.randn(5, 6), torch.randn(5, 8)
+    older = torch.randn(5, 16)  # patches the small head never saw: they must not change the output
+    assert torch.allclose(big(z, t, t, h, torch.cat([older, prev], -1)), small(z, t, t, h, prev), atol=1e-6)
+    with pytest.raises(Exception, match="multiple of patch_dim"):
+        resize_head_history(torch.zeros(16, 20), 8, 1)
+
+
 def test_config_errors_are_one_line(run, tmp_path, capsys):
     # a vocabulary that does not match the tokenizer is refused before any work
     assert train(run["dump"], tmp_path / "bad", 1, "lm.vocab_size=50") == 1

@@ -247,6 +247,26 @@ def _collate(mels: list[Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------------- the run
+def resize_head_history(weight: Any, patch_dim: int, history: int) -> Any:
+    """A flow head's input projection ``(W, F * (1 + K_old))`` (columns: the noisy patch, then the history
+    oldest first) resized to ``K = history`` patches: the newest patches keep their columns; added older ones get
+    zero columns, so a larger history starts as the same function, and a smaller one simply stops seeing them."""
+    import torch
+
+    width, cols = weight.shape
+    if cols % patch_dim:
+        raise VoxarConfigError(f"flow head input projection: {cols} columns is not a multiple of patch_dim {patch_dim}")
+    old = cols // patch_dim - 1
+    if old == history:
+        return weight
+    z, hist = weight[:, :patch_dim], weight[:, patch_dim:]
+    keep = min(old, history) * patch_dim
+    kept = hist[:, hist.shape[1] - keep :] if keep else hist[:, :0]
+    pad = weight.new_zeros(width, history * patch_dim - keep)
+    logger.info("flow head history %d -> %d patches", old, history)
+    return torch.cat([z, pad, kept], dim=1)  # (W, F) + (W, added older) + (W, kept newest)
+
+
 class Trainer(ModelTrainer):
     """State of one run; :meth:`run` is the loop. Built on every rank (rank 0 also logs and writes files)."""
 
@@ -274,6 +294,7 @@ class Trainer(ModelTrainer):
         mean, std = load_cmvn(args.dump)
         self.model.lm.set_mel_stats(mean.to(self.device), std.to(self.device))
         self.ema = EMA(self.model, cfg.ema_decay)
+        self.init_from(getattr(args, "init_from", None))  # warm start: fresh runs only, source mel stats kept
         self.make_optimizer()
         self.restore(ckpt)
         self.model_ddp = self._wrap()
@@ -283,6 +304,16 @@ class Trainer(ModelTrainer):
             self.valid_split = "valid" if args.valid_dump else "train_subset"
             self.valid_set = TTSData(args.valid_dump or args.dump, self.tokenizer, cfg, max_utts=cfg.valid_utts)
         self.restore_rng(ckpt)
+
+    def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``--init-from`` a model whose flow heads saw another number of history patches: resize their input
+        projections (:func:`resize_head_history`)."""
+        for name in ("fm_head", "mf_head"):
+            head_cfg = getattr(self.model_cfg, name)
+            key = f"{name}.in_proj.weight"
+            if head_cfg is not None and key in state:
+                state[key] = resize_head_history(state[key], head_cfg.patch_dim, head_cfg.history)
+        return state
 
     def _wrap(self) -> Any:
         """DDP (with unused-parameter detection: a batch does not use every conditioning path) or the bare model."""

@@ -207,6 +207,10 @@ def add_dump_train_args(p: argparse.ArgumentParser, config_cls: str) -> None:
     p.add_argument("--valid-dump", default=None, help="validation feature dump (default: a few training utts)")
     p.add_argument("--exp", required=True, help="experiment directory (checkpoints, logs, model/)")
     p.add_argument("--resume", action="store_true", help="continue from exp/last.pt when it exists")
+    p.add_argument(
+        "--init-from", default=None, metavar="DIR|CKPT",
+        help="warm start a new run from a model directory or a checkpoint's weights (fresh optimiser and step)",
+    )  # fmt: skip
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--seed", type=int, default=None, help="override seed")

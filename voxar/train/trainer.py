@@ -63,6 +63,30 @@ class ModelTrainer:
             return None
         return ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=compare_keys)
 
+    def init_from(self, source: str | Path | None) -> None:
+        """Warm start a fresh run (``--init-from``): load model weights from a model directory
+        (``model.safetensors``) or a training checkpoint (its EMA weights when present), pass them through
+        :meth:`adapt_state_dict`, and restart the EMA from them. Optimiser, schedule and step start afresh. Ignored
+        when a checkpoint is being resumed (the run's own state wins); mismatched weights are an error."""
+        if source is None or self.resume_path is not None:
+            if source is not None:
+                logger.info("--init-from %s ignored: resuming %s", source, self.resume_path)
+            return
+        state = load_init_weights(source)
+        state = self.adapt_state_dict(state)
+        from voxar.models.modeldir import check_state_dict
+
+        check_state_dict(self.model, state, where=f"--init-from {source}")
+        self.model.load_state_dict(state, strict=True)
+        from voxar.train.ema import EMA
+
+        self.ema = EMA(self.model, self.cfg.ema_decay)
+        logger.info("initialised the weights from %s", source)
+
+    def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Hook for :meth:`init_from`: reshape weights from an older layout of this model (default: unchanged)."""
+        return state
+
     def make_optimizer(self) -> None:
         """AdamW over ``self.model`` (weight decay on matrices except embeddings) and the warm-up + decay schedule
         of ``cfg`` (``lr``, ``betas``, ``weight_decay``, ``warmup``, ``lr_decay``, ``min_lr_ratio``, ``max_steps``)."""
@@ -201,3 +225,25 @@ class ModelTrainer:
                 save_every=cfg.save_every, is_main=self.info.is_main,
                 done_message=f"EMA {self.what} in {self.exp / MODEL_DIR}",
             )  # fmt: skip
+
+
+def load_init_weights(source: str | Path) -> dict[str, Any]:
+    """Model weights from a model directory (``model.safetensors``) or a training checkpoint ``.pt`` (the EMA
+    shadow when the checkpoint has one, else the raw weights). Never unpickles arbitrary objects."""
+    path = Path(source)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        from voxar.models.modeldir import WEIGHTS_FILE
+
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise VoxarError(f"{path}: no {WEIGHTS_FILE} to initialise from")
+        return dict(load_file(str(weights), device="cpu"))
+    from voxar.train import checkpoint as ckpt_mod
+
+    ckpt = ckpt_mod.load_checkpoint(path, compare_keys=None)
+    ema = ckpt.get("ema")
+    if isinstance(ema, dict) and isinstance(ema.get("shadow"), dict):
+        return dict(ema["shadow"])
+    return dict(ckpt["model"])

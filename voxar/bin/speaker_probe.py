@@ -16,7 +16,6 @@ voice instead of taking the target's: the lower, the better the features for VC.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections import Counter
@@ -99,6 +98,7 @@ def probe(content_model: str | Path, data: str | Path, kinds: list[str], max_utt
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voxar.bin import write_json_report
     from voxar.errors import VoxarError
     from voxar.log import setup_logging
 
@@ -115,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except VoxarError as e:
         print(f"speaker_probe: error: {e}", file=sys.stderr)
         return 1
-    text = json.dumps(report, indent=1) + "\n"
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_json_report(report, args.output)
     return 0
 
 

@@ -242,7 +242,7 @@ class Trainer(ModelTrainer):
         mean, std = load_cmvn(args.dump)
         self.model.set_mel_stats(mean.to(self.device), std.to(self.device))
         self.ema = EMA(self.model, cfg.ema_decay)
-        self.init_from(getattr(args, "init_from", None))  # warm start: fresh runs only, source mel stats kept
+        self.init_from()
         self.make_optimizer()
         self.restore(ckpt)
         self.loss_module = self._wrap(_Loss(self.model))

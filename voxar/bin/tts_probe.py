@@ -17,14 +17,12 @@ every variant) from
 The report gives each variant's MSE to the real patches (normalised mel units) and ``content_gain`` =
 MSE(mean_h) - MSE(lm). A model whose ``content_gain`` is near zero predicts each patch from the previous one and
 babbles when it runs free: its text conditioning is not used (the base model's first runs, docs/benchmarks.md).
-``--wer`` also vocodes the ``lm`` variant and the real
-recordings and scores both with pocketsphinx.
+``--wer`` also vocodes the ``lm`` variant and the real recordings and scores both with pocketsphinx.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -86,15 +84,16 @@ def probe(
                 "mean_h": (h.mean(0, keepdim=True).expand_as(h), hist),
                 "no_history": (h, torch.zeros_like(hist)),
             }
+            samples = {}
             for v in variants:
                 hv, histv = inputs[v]
-                x = flow.sample_patch(hv, histv if k else None, steps, noise=noise)  # (N, F)
-                sums[v] += float((((x - tgt) ** 2) * valid).sum())
-                if v == "lm" and asr is not None:
-                    synth = tts.vocoder(lm.unpatchify(x[None])).reshape(-1).cpu().numpy()
-                    refs.append(job.text)
-                    hyps.append(asr.transcribe(synth, tts.sample_rate))
-                    gts.append(asr.transcribe(wav, tts.sample_rate))
+                samples[v] = flow.sample_patch(hv, histv if k else None, steps, noise=noise)  # (N, F)
+                sums[v] += float((((samples[v] - tgt) ** 2) * valid).sum())
+            if asr is not None:
+                synth = tts.vocoder(lm.unpatchify(samples["lm"][None])).reshape(-1).cpu().numpy()
+                refs.append(job.text)
+                hyps.append(asr.transcribe(synth, tts.sample_rate))
+                gts.append(asr.transcribe(wav, tts.sample_rate))
         count += float(valid.sum())
         logger.info("%d/%d %s", i + 1, len(jobs), job.utt)
     mse = {v: sums[v] / max(count, 1.0) for v in variants}
@@ -113,6 +112,7 @@ def probe(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voxar.bin import write_json_report
     from voxar.errors import VoxarError
     from voxar.log import setup_logging
 
@@ -141,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except VoxarError as e:
         print(f"tts_probe: error: {e}", file=sys.stderr)
         return 1
-    text = json.dumps(report, indent=1) + "\n"
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_json_report(report, args.output)
     return 0
 
 

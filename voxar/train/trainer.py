@@ -5,6 +5,7 @@ A subclass builds its data and model in ``__init__`` with the helpers below, in 
     self.start(cfg, args)                          # exp dir, DDP process group, device, plain config
     ckpt = self.find_checkpoint(("model",))        # --resume policy; None for a fresh run
     ... datasets, set_seed, self.model, self.ema ...
+    self.init_from()                               # --init-from warm start (fresh runs only)
     self.make_optimizer()                          # AdamW (no decay on biases, norms, embeddings) + LR schedule
     self.restore(ckpt)                             # step, weights, EMA, optimiser and schedule of the checkpoint
     ... DDP wrapper, self.sampler = self.make_sampler(lengths), validation set ...
@@ -63,23 +64,23 @@ class ModelTrainer:
             return None
         return ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=compare_keys)
 
-    def init_from(self, source: str | Path | None) -> None:
-        """Warm start a fresh run (``--init-from``): load model weights from a model directory
-        (``model.safetensors``) or a training checkpoint (its EMA weights when present), pass them through
-        :meth:`adapt_state_dict`, and restart the EMA from them. Optimiser, schedule and step start afresh. Ignored
-        when a checkpoint is being resumed (the run's own state wins); mismatched weights are an error."""
+    def init_from(self) -> None:
+        """Warm start a fresh run from ``--init-from`` (call after building ``self.model``): load model weights from
+        a model directory (``model.safetensors``) or a training checkpoint (its EMA weights when present), pass them
+        through :meth:`adapt_state_dict`, and restart the EMA from them; the source's mel statistics come along.
+        Optimiser, schedule and step start afresh. Ignored when a checkpoint is being resumed (the run's own state
+        wins); mismatched weights are an error."""
+        from voxar.models.modeldir import check_state_dict
+        from voxar.train.ema import EMA
+
+        source = getattr(self.args, "init_from", None)
         if source is None or self.resume_path is not None:
             if source is not None:
                 logger.info("--init-from %s ignored: resuming %s", source, self.resume_path)
             return
-        state = load_init_weights(source)
-        state = self.adapt_state_dict(state)
-        from voxar.models.modeldir import check_state_dict
-
+        state = self.adapt_state_dict(load_init_weights(source))
         check_state_dict(self.model, state, where=f"--init-from {source}")
         self.model.load_state_dict(state, strict=True)
-        from voxar.train.ema import EMA
-
         self.ema = EMA(self.model, self.cfg.ema_decay)
         logger.info("initialised the weights from %s", source)
 
@@ -242,7 +243,7 @@ def load_init_weights(source: str | Path) -> dict[str, Any]:
         return dict(load_file(str(weights), device="cpu"))
     from voxar.train import checkpoint as ckpt_mod
 
-    ckpt = ckpt_mod.load_checkpoint(path, compare_keys=None)
+    ckpt = ckpt_mod.load_checkpoint(path)
     ema = ckpt.get("ema")
     if isinstance(ema, dict) and isinstance(ema.get("shadow"), dict):
         return dict(ema["shadow"])

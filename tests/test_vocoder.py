@@ -462,3 +462,43 @@ def test_parity_with_official_needs_vocos(tmp_path):
     src, _ = _official_files(tmp_path)
     with pytest.raises(VoxarConfigError, match="needs the 'vocos' package"):
         parity_with_official(src)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vocos") is not None, reason="vocos is installed")
+def test_vocos_parity_cli_without_vocos(capsys):
+    from voxar.bin import vocos_parity
+
+    assert vocos_parity.main([]) == 1
+    assert "cannot import the official 'vocos' package" in capsys.readouterr().err
+
+
+def test_vocos_parity_placeholders_raise_when_used():
+    """--stub-missing only stands in for modules that fail to import, and its placeholders never compute."""
+    import sys
+
+    from voxar.bin.vocos_parity import STUBBED, stub_missing_modules
+
+    before = {n: sys.modules.get(n) for n in STUBBED}
+    try:
+        stubbed = stub_missing_modules()
+        assert set(stubbed) <= set(STUBBED)
+        if "torchaudio" in stubbed:
+            import torchaudio
+
+            mel = torchaudio.transforms.MelSpectrogram(sample_rate=24000, n_mels=100)  # builds, as Vocos needs
+            assert isinstance(mel, torch.nn.Module) and not list(mel.parameters())
+            with pytest.raises(RuntimeError, match="placeholder"):
+                mel(torch.zeros(1, 1024))
+            with pytest.raises(RuntimeError, match="placeholder"):
+                torchaudio.functional.functional._hz_to_mel(100.0)
+        if "huggingface_hub" in stubbed:
+            from huggingface_hub import hf_hub_download
+
+            with pytest.raises(RuntimeError, match="placeholder"):
+                hf_hub_download("charactr/vocos-mel-24khz", "config.yaml")
+    finally:  # leave sys.modules as found (tests/test_import.py checks torchaudio is never imported)
+        for name, mod in before.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod

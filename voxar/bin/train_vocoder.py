@@ -3,8 +3,8 @@
 Usage::
 
     python -m voxar.bin.train_vocoder --config egs/synth/conf/vocoder_tiny.yaml --data data/train \\
-        [--valid data/dev] --exp exp/vocoder_tiny [--resume] [--max-steps N] [--batch-size B] [--device cpu|cuda] \\
-        [--num-workers W] [--seed S] [--threads N] [--override key=value ...]
+        [--valid data/dev] --exp exp/vocoder_tiny [--resume | --init-from DIR|CKPT] [--max-steps N] [--batch-size B] \\
+        [--device cpu|cuda] [--num-workers W] [--seed S] [--threads N] [--override key=value ...]
     torchrun --nproc_per_node 2 -m voxar.bin.train_vocoder ...      # DDP (gloo on CPU, nccl on CUDA)
 
 Each step crops ``segment_seconds`` of audio per item, computes its log-mel (the vocoder's preset), resynthesises it
@@ -119,6 +119,8 @@ class Trainer(ModelTrainer):
         set_seed(cfg.seed)  # identical initial weights on every rank
         self.gen = Vocoder(cfg.model).to(self.device)
         self.ema = EMA(self.gen, cfg.ema_decay)
+        self.model = self.gen  # what ModelTrainer.init_from warm-starts (the discriminators always start afresh)
+        self.init_from()
         self.opt_g = torch.optim.AdamW(self.gen.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         sched = dict(warmup=cfg.warmup, decay=cfg.lr_decay, min_ratio=cfg.min_lr_ratio)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(max_steps=cfg.max_steps, **sched))
@@ -372,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", default=None, help="validation Kaldi data directory (default: a few training utts)")
     p.add_argument("--exp", required=True, help="experiment directory (checkpoints, logs, model/)")
     p.add_argument("--resume", action="store_true", help="continue from exp/last.pt when it exists")
+    p.add_argument(
+        "--init-from", default=None, metavar="DIR|CKPT",
+        help="warm start the generator from a vocoder model directory or a checkpoint's EMA weights (fresh "
+        "discriminators, optimisers and step), e.g. to add the GAN stage to a vocoder trained without it",
+    )  # fmt: skip
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     p.add_argument("--batch-size", type=int, default=None, help="override batch_size (per process)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")

@@ -265,6 +265,35 @@ def test_gan_losses_switch_on(corpus, tmp_path):
     assert "disc" in ckpt["optimizers"] and "discriminator" in ckpt["extra"]
 
 
+def test_init_from_warm_starts_the_generator(corpus, tmp_path, monkeypatch, capsys):
+    """--init-from copies the source's EMA generator exactly (fresh step and discriminators); a mismatch is refused."""
+    from voxar.bin.train_vocoder import Trainer
+    from voxar.models.vocoder import Vocoder
+
+    src = tmp_path / "src"
+    assert _train(corpus, src, "--max-steps", "10") == 0
+    source = Vocoder.from_pretrained(src / "model").state_dict()
+    seen = {}
+    original = Trainer.train_step
+
+    def record_first(self, wav):
+        if not seen:
+            seen.update(step=self.step, gen={k: v.clone() for k, v in self.gen.state_dict().items()})
+        return original(self, wav)
+
+    monkeypatch.setattr(Trainer, "train_step", record_first)
+    exp = tmp_path / "gan"
+    overrides = [*GAN, "gan_start_step=0", "log_every=2", "save_every=0"]
+    assert _train(corpus, exp, "--max-steps", "2", "--init-from", str(src / "model"), overrides=overrides) == 0
+    assert seen["step"] == 0 and seen["gen"].keys() == source.keys()
+    for name, value in source.items():
+        assert torch.equal(seen["gen"][name], value), name
+    assert {"disc", "adv", "fm"} <= set(read_log(exp / "train_log.jsonl", "train")[0])
+    bad = ["--max-steps", "2", "--init-from", str(src / "model")]
+    assert _train(corpus, tmp_path / "bad", *bad, overrides=["model.dim=16"]) == 1
+    assert "--init-from" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_vocoder_ddp_under_torchrun(corpus, tmp_path):
     """``torchrun --nproc_per_node 2`` with gloo on CPU, GAN on: ranks agree and rank 0 writes the files."""

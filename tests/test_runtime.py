@@ -151,6 +151,21 @@ def test_bad_inputs(tts):
         StreamConfig(autocast="int4")
 
 
+def test_overlap_default_needs_a_spare_core(tts, monkeypatch):
+    """overlap=None: the producer thread only where a core is left beyond torch's intra-op threads (or CUDA)."""
+    from voxar.runtime import engine as engine_mod
+
+    engine = StreamingTTS(tts, StreamConfig(head="mf", seed=3))
+    monkeypatch.setattr(engine_mod, "available_cpus", lambda: 2)
+    for threads, threaded in ((1, True), (2, False)):
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)
+        assert engine.overlap is threaded and engine_mod.auto_overlap(torch.device("cuda"))
+        chunks = list(engine.stream(TEXT))
+        assert (engine.last_producer.thread is not None) is threaded and chunks
+    assert StreamingTTS(tts, StreamConfig(overlap=True)).overlap  # an explicit setting wins
+    assert engine_mod.available_cpus() >= 1
+
+
 def test_producer_errors_reach_the_consumer(tts):
     engine = StreamingTTS(tts, StreamConfig(overlap=True))
     with pytest.raises(VoxarAudioError, match="at least 0.5 s"):
@@ -296,5 +311,5 @@ def test_bench_tts_json(tmp_path):
 def test_warmup_leaves_the_stream_unchanged(tts, offline):
     engine = StreamingTTS(tts, StreamConfig(head="mf", seed=3))
     assert engine.warmup() > 0
-    assert engine.cfg.min_patches is None and engine.cfg.overlap  # settings restored
+    assert engine.cfg.min_patches is None and engine.cfg.overlap is None  # settings restored
     np.testing.assert_allclose(engine.synthesize(TEXT), offline, atol=1e-5)

@@ -147,7 +147,13 @@ def tts(
     seconds: float = typer.Option(4.0, help="Audio length per utterance (fixed)."),
     repeats: int = typer.Option(10, help="Timed utterances (single stream)."),
     rounds: int = typer.Option(2, help="Request lifetimes timed (--streams > 1)."),
-    overlap: bool = typer.Option(True, "--overlap/--no-overlap", help="LM in a producer thread (single stream)."),
+    overlap: bool | None = typer.Option(
+        None,
+        "--overlap/--no-overlap",
+        show_default=False,
+        help="LM in a producer thread (single stream). Default: on CUDA, and on CPU when a core is free beyond "
+        "--threads.",
+    ),
     autocast: str | None = typer.Option(None, "--autocast", help="bf16 or fp16 for the LM and head (CUDA)."),
     threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU, torch's default on CUDA)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),

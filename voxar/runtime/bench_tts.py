@@ -69,7 +69,7 @@ def bench_single(
     chunk: int = 4,
     head: str = "mf",
     steps: int | None = None,
-    overlap: bool = True,
+    overlap: bool | None = None,
     autocast: str | None = None,
     prompt: np.ndarray | None = None,
 ) -> dict[str, Any]:
@@ -104,6 +104,7 @@ def bench_single(
             rtf.append(wall / audio)
     return {
         "mode": "single",
+        "overlap": engine.overlap,
         "audio_seconds": audio,
         "first_chunk_patches": first_chunk,
         "chunk_patches": chunk,

@@ -467,3 +467,19 @@ def test_stage3_trains_with_torchrun_on_two_cpu_processes(libritts_data, tmp_pat
         "# python -m torch.distributed.run --nproc_per_node 2 --standalone -m voxar.bin.train_vocoder"
     )
     assert "x 2 process(es)" in log and (exp / "model" / "model.safetensors").is_file()
+
+
+def test_vocoder_card_shows_resynthesis_first(tmp_path):
+    """The vocoder's own figures (resynthesis of recordings) lead its card; the TTS card does not show them."""
+    from voxar.bin.pack_models import _eval_section
+
+    def report(name: str, sim: float) -> Path:
+        path = tmp_path / f"{name}.json"
+        metrics = {"sim": {"generated": {"mean": sim, "std": 0.01, "n": 3}, "ceiling": None}}
+        path.write_text(json.dumps({"n_scored": 3, "n_items": 3, "created": "now", "metrics": metrics}))
+        return path
+
+    evals = {"vc": report("vc", 0.701), "resynth": report("resynth", 0.923)}
+    text = "\n".join(_eval_section("vocoder", evals))
+    assert text.index("(resynth)") < text.index("(vc)") and "0.923" in text and "0.701" in text
+    assert "(resynth)" not in "\n".join(_eval_section("tts", evals))

@@ -17,8 +17,9 @@ plus ``train_config.yaml`` (the run's training config, ``EXP/config.yaml``) and 
   hyperparameters, the command that reproduces the run (``EXP/run.sh``, written by the recipe drivers) and, for the
   content encoder, its phone error rates (``EXP/per_*.json`` of ``train_content --test-dump``);
 - evaluation: the ``voxar eval`` tables of the systems the model took part in -- ``--eval SYSTEM=eval.json`` with
-  SYSTEM ``tts``, ``vc`` or ``vc_source`` (the unconverted sources scored against the same targets: the baseline);
-  the vocoder card shows ``tts`` and ``vc``, the content encoder's ``vc``, the VC model's ``vc`` and ``vc_source``.
+  SYSTEM ``resynth`` (recordings -> log-mel -> vocoder), ``tts``, ``vc`` or ``vc_source`` (the unconverted sources
+  scored against the same targets: the baseline); the vocoder card shows ``resynth``, ``tts`` and ``vc``, the
+  content encoder's ``vc``, the VC model's ``vc`` and ``vc_source``.
 
 Packing is atomic per model (written next to the target, then renamed into place) and replaces an earlier pack.
 """
@@ -43,8 +44,13 @@ from voxar.errors import VoxarConfigError, VoxarDataError, VoxarError
 logger = logging.getLogger("voxar.pack_models")
 
 KINDS = ("vocoder", "tts", "content", "vc")
-SYSTEMS = {"tts": "zero-shot TTS", "vc": "voice conversion", "vc_source": "unconverted sources (the VC baseline)"}
-EVALS_FOR = {"vocoder": ("tts", "vc"), "tts": ("tts",), "content": ("vc",), "vc": ("vc", "vc_source")}
+SYSTEMS = {
+    "resynth": "resynthesis of held-out recordings (the vocoder alone)",
+    "tts": "zero-shot TTS",
+    "vc": "voice conversion",
+    "vc_source": "unconverted sources (the VC baseline)",
+}
+EVALS_FOR = {"vocoder": ("resynth", "tts", "vc"), "tts": ("tts",), "content": ("vc",), "vc": ("vc", "vc_source")}
 TRAIN_KEYS = ("max_steps", "batch_size", "max_frames", "segment_seconds", "lr", "warmup", "lr_decay", "ema_decay",
               "gan_start_step", "amp", "seed")  # fmt: skip
 CARD = "README.md"

@@ -483,3 +483,15 @@ def test_vocoder_card_shows_resynthesis_first(tmp_path):
     text = "\n".join(_eval_section("vocoder", evals))
     assert text.index("(resynth)") < text.index("(vc)") and "0.923" in text and "0.701" in text
     assert "(resynth)" not in "\n".join(_eval_section("tts", evals))
+
+
+def test_card_names_a_warm_started_chain(tmp_path):
+    """A run.sh with --init-from makes the card say the steps count from the warm start and show every command."""
+    from voxar.bin.pack_models import _train_section
+
+    (tmp_path / "train_log.jsonl").write_text(json.dumps({"step": 5, "split": "train", "time": 1.0}) + "\n")
+    (tmp_path / "run.sh").write_text("# chain\npython -m a --max-steps 5\npython -m b --init-from x --max-steps 5\n")
+    text = "\n".join(_train_section(tmp_path, tmp_path))
+    assert "warm-started" in text and "(2 commands)" in text and "python -m b --init-from x" in text
+    (tmp_path / "run.sh").write_text("python -m a --max-steps 5\n")
+    assert "warm-started" not in "\n".join(_train_section(tmp_path, tmp_path))

@@ -163,9 +163,15 @@ def _train_section(exp: Path, src: Path) -> list[str]:
         source = (src / "SOURCE.txt").read_text(encoding="utf-8").strip() if (src / "SOURCE.txt").is_file() else ""
         lines += [f"Not trained by this recipe: imported weights. {source}".strip(), ""]
         return lines
+    rerun = []
+    if (exp / "run.sh").is_file():
+        rerun = [ln for ln in (exp / "run.sh").read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
     if log["steps"] is not None:
         wall = f" in {log['seconds'] / 60:.1f} min of wall time" if log["seconds"] else ""
         lines += [f"Trained for {log['steps']} steps{wall} (`{exp}`).", ""]
+        if any("--init-from" in ln for ln in rerun):
+            lines += ["That run was warm-started from earlier weights (`--init-from`); its steps count from the warm "
+                      f"start. The whole chain ({len(rerun)} commands) is under Reproduce.", ""]  # fmt: skip
     if isinstance(train_cfg, dict):
         keys = [k for k in TRAIN_KEYS if k in train_cfg]
         if keys:
@@ -178,8 +184,7 @@ def _train_section(exp: Path, src: Path) -> list[str]:
             shown = {k: v for k, v in rec.items() if k not in ("step", "split", "time") and isinstance(v, (int, float))}
             figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(shown.items()))
             lines += [f"Last {split} log (step {rec['step']}): {figures}.", ""]
-    if (exp / "run.sh").is_file():
-        rerun = [ln for ln in (exp / "run.sh").read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+    if rerun:
         lines += ["Reproduce (the recipe command that trained it; it resumes an interrupted run):", "", "```bash",
                   *rerun, "```", ""]  # fmt: skip
     for path in sorted(exp.glob("per_*.json")):
@@ -214,9 +219,10 @@ def _eval_section(kind: str, evals: dict[str, Path]) -> list[str]:
 
 
 def _usage(kind: str) -> list[str]:
+    """The card's usage snippet, formatted as ``ruff format`` leaves it (the cards sit inside the linted package)."""
     code = {
-        "vocoder": 'from voxar.models.vocoder import Vocoder\nvocoder = Vocoder.from_pretrained("vocoder")',
-        "tts": 'from voxar.tts import TTS\ntts = TTS.from_pretrained("tts", vocoder="vocoder")\n'
+        "vocoder": 'from voxar.models.vocoder import Vocoder\n\nvocoder = Vocoder.from_pretrained("vocoder")',
+        "tts": 'from voxar.tts import TTS\n\ntts = TTS.from_pretrained("tts", vocoder="vocoder")\n'
         'wav, sr = tts.synthesize("Hello there.", "prompt.wav")',
     }.get(kind)
     if code is None:

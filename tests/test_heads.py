@@ -190,6 +190,26 @@ def test_sampling_is_deterministic_and_batch_invariant(mode):
     torch.testing.assert_close(one_by_one, a, atol=1e-5, rtol=1e-5)
 
 
+def test_fm_temperature_zero_one_step_gives_the_conditional_mean():
+    """Temperature scales the starting noise: 0 with one FM Euler step is the head's estimate of ``E[x | h]`` (the
+    toy's component means once trained), the same for every noise draw, and its spread is gone."""
+    head, _ = _train_toy("fm", 300)
+    head.cfg.temperature = 0.0
+    cond = torch.eye(3)
+    a = head.sample_patch(cond, steps=1, cfg_scale=1.0, generator=torch.Generator().manual_seed(0))
+    b = head.sample_patch(cond, steps=1, cfg_scale=1.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert float((a - MEANS).norm(dim=-1).max()) < 0.35, a  # the means are >= 2.9 apart
+    head.cfg.temperature = 0.5  # half the noise: the same as sampling the halved noise at temperature 1
+    noise = torch.randn(3, 2, generator=torch.Generator().manual_seed(2))
+    half = head.sample_patch(cond, steps=4, cfg_scale=1.0, noise=noise)
+    head.cfg.temperature = 1.0
+    torch.testing.assert_close(half, head.sample_patch(cond, steps=4, cfg_scale=1.0, noise=0.5 * noise))
+    for bad in (-0.1, 2.5):
+        with pytest.raises(VoxarConfigError, match="temperature"):
+            HeadConfig(temperature=bad)
+
+
 def test_cfg_scale_one_is_unguided_and_zero_is_unconditional():
     head = _random_head(fm_steps=4)
     h, hist, noise = torch.randn(5, 5), torch.randn(5, 6), torch.randn(5, 6)

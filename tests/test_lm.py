@@ -363,3 +363,29 @@ def test_training_draws_chunk_sizes():
     text, tl, mels, ml, spk = _batch()
     seen = {int(lm(text, tl, mels, ml, spk_emb=spk)["chunk_size"]) for _ in range(30)}
     assert seen == {1, 2, 4}
+
+
+def test_ctc_head_learns_the_phone_order_and_needs_the_flag():
+    """``PatchLM.ctc_loss``: CTC of the target phones from h. It trains (a few steps on one batch halve it), an
+    impossible alignment (more phones than patches) counts zero instead of inf, and an LM without ``ctc`` says so."""
+    text, text_lens, mels, mel_lens, spk = _batch()
+    phones = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0], [11, 12, 13, 0]])
+    phone_lens = torch.tensor([4, 2, 3])
+    lm = _lm(ctc=True).train()
+    assert lm.ctc_head is not None and lm.ctc_head.out_features == lm.cfg.vocab_size
+    opt = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss = lm.ctc_loss(lm(text, text_lens, mels, mel_lens, spk_emb=spk), phones, phone_lens)
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss) and float(loss) < 0.5 * first, (first, float(loss))
+    # 3 patches cannot hold 5 phones: zero loss (zero_infinity), still finite
+    short = lm(text[:1], text_lens[:1], mels[:1, :, :6], torch.tensor([6]), spk_emb=spk[:1])
+    assert float(lm.ctc_loss(short, torch.tensor([[5, 6, 7, 8, 9]]), torch.tensor([5]))) == 0.0
+    plain = _lm()
+    assert plain.ctc_head is None
+    with pytest.raises(VoxarConfigError, match="lm.ctc"):
+        plain.ctc_loss(plain(text, text_lens, mels, mel_lens, spk_emb=spk), phones, phone_lens)

@@ -226,3 +226,41 @@ def test_tts_batches_follow_the_step_across_epochs_of_different_lengths():
     assert full[:6] == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [2, 0]]
     for start in (1, 3, 5, 9, 10, 14):
         assert stream(start, 20 - start) == full[start:]
+
+
+def test_ctc_aux_loss_trains_and_warm_starts_a_model_without_ctc(run, tmp_path, capsys):
+    """``lm.ctc: true`` + ``ctc_weight``: the batches carry the target phones, the loss is logged, and
+    ``--init-from`` a model without a CTC head copies everything else (the new head starts fresh)."""
+    from safetensors.torch import load_file
+
+    exp = tmp_path / "ctc"
+    extra = ("lm.ctc=true", "ctc_weight=0.5", "--init-from", str(run["model"]))
+    assert train(run["dump"], exp, 3, *extra) == 0
+    logs = read_log(exp / "train_log.jsonl", split="train")
+    assert logs and all(r["ctc"] > 0 for r in logs)
+    got, src = load_file(str(exp / "model" / "model.safetensors")), load_file(str(run["model"] / "model.safetensors"))
+    assert "lm.ctc_head.weight" in got and "lm.ctc_head.weight" not in src
+    # a CTC weight without the head is a config error, before any work
+    capsys.readouterr()
+    assert train(run["dump"], tmp_path / "bad_ctc", 1, "ctc_weight=0.5") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("train_tts: error:") and "lm.ctc" in err
+
+
+def test_ctc_targets_leave_out_silent_symbols_and_the_prompt(run):
+    import numpy as np
+
+    from voxar.bin.train_tts import TTSData, TTSTrainConfig, make_tokenizer
+    from voxar.config import load_config
+    from voxar.tts import silent_symbols
+
+    cfg = load_config(TTSTrainConfig, CONFIG, overrides=["lm.ctc=true", "ctc_weight=1.0"])
+    tok = make_tokenizer(cfg.tokenizer)
+    data = TTSData(run["dump"], tok, cfg)
+    silent = {i for i in range(tok.vocab_size) if tok.symbols.symbol(i) in silent_symbols()}
+    assert tok.symbols.index(" ") in silent
+    for mode in ("ref", "prompt"):
+        b = data.batch([0, 1], np.random.default_rng(0), mode=mode)
+        for row, n, i in zip(b["ctc_targets"], b["ctc_lens"], (0, 1), strict=True):
+            want = [t for t in data.ids[i] if t not in silent]
+            assert row[: int(n)].tolist() == want  # the target's phones only, in order, even after a prompt

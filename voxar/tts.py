@@ -133,13 +133,19 @@ class TTSModel(nn.Module):
         align_layers: tuple[int, ...] = (),
         align_sigma: float = 0.2,
         align_heads: int = 0,
+        ctc_weight: float = 0.0,
+        ctc_targets: torch.Tensor | None = None,
+        ctc_lens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align`` and its parts (detached).
+        """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align + ctc_weight * ctc`` and
+        its parts (detached).
 
         ``text_ids (B, Lt)``, ``mels (B, M, T)`` raw log-mel targets, ``ref_mels (B, M, T_ref)`` the speaker
         reference, ``prompt_mels (B, M, T_p)`` for prompt-continuation batches (the text then starts with the
         prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp. ``align_layers`` (with
         ``align_sigma``, ``align_heads``) adds the diagonal text-attention prior of :mod:`voxar.models.align`.
+        ``ctc_targets (B, S)`` / ``ctc_lens (B,)``: the target text's phones for :meth:`PatchLM.ctc_loss` (with
+        ``ctc_weight > 0``).
         """
         heads = self.heads()
         k = max(h.cfg.history for h in heads.values())
@@ -157,6 +163,12 @@ class TTSModel(nn.Module):
         if "align" in out:
             loss = loss + align_weight * out["align"]
             stats["align"] = out["align"].detach()
+        if ctc_weight > 0:
+            if ctc_targets is None or ctc_lens is None:
+                raise ValueError("ctc_weight > 0 needs ctc_targets and ctc_lens")
+            ctc = self.lm.ctc_loss(out, ctc_targets, ctc_lens)
+            loss = loss + ctc_weight * ctc
+            stats["ctc"] = ctc.detach()
         for name, head in heads.items():
             kh = head.cfg.history
             hist_h = hist[:, hist.shape[1] - kh * f :]  # the newest kh patches (history is oldest first)
@@ -169,12 +181,17 @@ class TTSModel(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def pronounceable(tokenizer: Any, ids: list[int]) -> bool:
-    """True when ``ids`` hold at least one symbol that is not a space, punctuation, prosody mark or special."""
+def silent_symbols() -> set[str]:
+    """Symbols that are not sounds: space, punctuation, prosody (stress, length) marks and specials."""
     from voxar.text.symbols import SPACE, SPECIALS
     from voxar.text.tokenizers import LENGTH_SYMBOLS, PUNCTUATION_SYMBOLS, STRESS_SYMBOLS
 
-    silent = {SPACE, *SPECIALS, *PUNCTUATION_SYMBOLS, *STRESS_SYMBOLS, *LENGTH_SYMBOLS}
+    return {SPACE, *SPECIALS, *PUNCTUATION_SYMBOLS, *STRESS_SYMBOLS, *LENGTH_SYMBOLS}
+
+
+def pronounceable(tokenizer: Any, ids: list[int]) -> bool:
+    """True when ``ids`` hold at least one symbol that is not a space, punctuation, prosody mark or special."""
+    silent = silent_symbols()
     return any(tokenizer.symbols.symbol(i) not in silent for i in ids)
 
 
@@ -235,6 +252,7 @@ class TTS:
         self.vocoder = vocoder
         self.device = torch.device(device)
         self.mel_cfg = MelConfig.preset(self.cfg.preset)
+        self.decode: Literal["dynamic", "static", "cuda-graph"] = "dynamic"
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, vocoder: Any = None, device: str | torch.device = "cpu") -> TTS:
@@ -257,6 +275,26 @@ class TTS:
                 f"{model_dir}: tokenizer has {tokenizer.vocab_size} symbols but the LM expects {cfg.lm.vocab_size}"
             )
         return cls(model, tokenizer, resolve_vocoder(vocoder, cfg.preset, device), device)
+
+    def set_decode(self, mode: str) -> None:
+        """How the LM steps: ``"dynamic"`` (:meth:`PatchLM.step`, growing caches), ``"static"`` (fixed-shape
+        :class:`~voxar.models.static_decode.StaticDecoder`) or ``"cuda-graph"`` (the static step replayed as a CUDA
+        graph; CUDA only). Same audio to float tolerance; static modes need an LM chunk size of 1."""
+        if mode not in ("dynamic", "static", "cuda-graph"):
+            raise VoxarConfigError(f"decode mode must be 'dynamic', 'static' or 'cuda-graph', got {mode!r}")
+        if mode == "cuda-graph" and self.device.type != "cuda":
+            raise VoxarConfigError(f"decode mode 'cuda-graph' needs a CUDA device, the model is on {self.device}")
+        self.decode = mode  # type: ignore[assignment]
+
+    def set_temperature(self, temperature: float | None) -> None:
+        """Scale of the heads' starting noise for later generations (None: keep the model's; see
+        :class:`~voxar.models.heads.HeadConfig`); out of [0, 2] is a :class:`VoxarConfigError`."""
+        if temperature is None:
+            return
+        if not 0.0 <= float(temperature) <= 2.0:
+            raise VoxarConfigError(f"temperature must be in [0, 2], got {temperature}")
+        for head in self.model.heads().values():
+            head.cfg.temperature = float(temperature)
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model (not the vocoder) as a TTS model directory that :meth:`from_pretrained` reads."""
@@ -384,7 +422,8 @@ class TTS:
         with torch.inference_mode():
             for mel, valid in stream(
                 lm, flow_head, text_ids, text_lens, chunk_size=chunk_size, steps=steps, cfg_scale=cfg,
-                min_patches=floor, max_patches=max_patches, generator=generator, **cond,
+                min_patches=floor, max_patches=max_patches, generator=generator, static=self.decode != "dynamic",
+                cuda_graph=self.decode == "cuda-graph", **cond,
             ):  # fmt: skip
                 n = int(valid[0])
                 if n > 0:

@@ -65,6 +65,16 @@ def tts_command(
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the head's).")] = None,
     cfg: Annotated[float | None, typer.Option("--cfg", help="Guidance scale (default: the head's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same audio).")] = 0,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature",
+            min=0.0,
+            max=2.0,
+            help="Scale of the sampling noise, 0-2 (default: the model's; lower "
+            "is steadier, 0 with FM and 1 step is the mean prediction).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")] = "cpu",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: torch's default).")] = 0,
     stream: Annotated[
@@ -113,7 +123,7 @@ def tts_command(
             raise VoxarTextError("no --text given and nothing on stdin")
         if streaming:  # read incrementally: speak segment by segment as the text arrives
             return _stream(None, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device,
-                           threads, play, output_device, fmt, first_chunk, chunk)  # fmt: skip
+                           threads, play, output_device, fmt, first_chunk, chunk, temperature)  # fmt: skip
         text = sys.stdin.read()
     if not text.strip():
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
@@ -133,7 +143,7 @@ def tts_command(
 
     if streaming:
         return _stream(text, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device, threads,
-                       play, output_device, fmt, first_chunk, chunk)  # fmt: skip
+                       play, output_device, fmt, first_chunk, chunk, temperature)  # fmt: skip
 
     import torch
 
@@ -144,6 +154,7 @@ def tts_command(
     if threads:
         torch.set_num_threads(threads)
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
+    tts.set_temperature(temperature)
     mode = "no prompt" if prompt is None else ("prompt continuation" if prompt_text else "reference encoder")
     log.info("synthesising %d characters with %s (%s head, %s)", len(text), model, head, mode)
     t0 = time.perf_counter()
@@ -179,6 +190,7 @@ def _stream(
     fmt: str,
     first_chunk: int,
     chunk: int,
+    temperature: float | None = None,
 ) -> None:
     """The streaming path of ``voxar tts``: engine -> sinks, one line per chunk at ``-v``."""
     import torch
@@ -197,6 +209,7 @@ def _stream(
     if threads:
         torch.set_num_threads(threads)
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
+    tts.set_temperature(temperature)
     engine = StreamingTTS(
         tts,
         StreamConfig(first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, cfg=cfg, seed=seed),  # type: ignore[arg-type]

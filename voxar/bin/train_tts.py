@@ -18,9 +18,10 @@ first). Otherwise it trains the transcript-free mode: the reference encoder read
 utterance. With probability ``spk_drop`` a batch has no speaker at all (the learned "no speaker" token). Items
 without a second utterance of their speaker fall back to the transcript-free mode.
 
-**Loss.** ``fm + mf_weight * mf + stop_weight * stop (+ align_weight * align)`` on the same LM hidden states
-(``mf_head: null`` trains FM only; ``align`` is the diagonal text-attention prior of :mod:`voxar.models.align`: it
-guides the LM to a monotonic text alignment early in training).
+**Loss.** ``fm + mf_weight * mf + stop_weight * stop (+ align_weight * align + ctc_weight * ctc)`` on the same LM
+hidden states (``mf_head: null`` trains FM only; ``align`` is the diagonal text-attention prior of
+:mod:`voxar.models.align`: it guides the LM to a monotonic text alignment early in training; ``ctc`` asks the states
+to name the phones of the target text in order, :meth:`voxar.models.lm.PatchLM.ctc_loss`).
 ``exp/`` receives ``config.yaml``, ``checkpoint-<step>.pt`` + ``last.pt`` (atomic, ``keep_last`` kept),
 ``train_log.jsonl``, ``tb/`` and, at each validation and at the end, ``model/``: the EMA weights as a TTS model
 directory (:meth:`voxar.tts.TTS.from_pretrained`). SIGINT/SIGTERM saves a checkpoint and exits with 128 + signal;
@@ -73,6 +74,7 @@ class TTSTrainConfig:
     align_layers: list[int] = field(default_factory=lambda: [1])
     align_sigma: float = 0.2
     align_heads: int = 0  # the first align_heads heads of each align layer are alignment heads (0: all)
+    ctc_weight: float = 0.0  # CTC of the target's phones from the LM states (needs lm.ctc: true); 0 = off
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -102,6 +104,8 @@ class TTSTrainConfig:
             raise VoxarConfigError(
                 f"need align_weight >= 0, align_sigma > 0 and align_heads in [0, {self.lm.n_heads}] (0: all)"
             )
+        if self.ctc_weight < 0 or (self.ctc_weight > 0 and not self.lm.ctc):
+            raise VoxarConfigError(f"ctc_weight must be >= 0 and needs lm.ctc: true, got {self.ctc_weight}")
         if self.align_weight > 0 and (
             not self.align_layers or any(not 0 <= i < self.lm.n_layers for i in self.align_layers)
         ):
@@ -115,6 +119,7 @@ class TTSTrainConfig:
         return dict(
             mf_weight=self.mf_weight, stop_weight=self.stop_weight, align_weight=self.align_weight,
             align_layers=layers, align_sigma=self.align_sigma, align_heads=self.align_heads,
+            ctc_weight=self.ctc_weight,
         )  # fmt: skip
 
     def model_config(self, tokenizer: dict[str, Any]) -> Any:
@@ -155,6 +160,10 @@ class TTSData:
         self.ds.entries = [self.ds.entries[i] for i in keep][: max_utts or None]
         self.ids = ids[: len(self.ds.entries)]
         self.space = tokenizer.symbols.index(" ")
+        from voxar.tts import silent_symbols
+
+        silent = silent_symbols()
+        self.phones = [[t for t in x if tokenizer.symbols.symbol(t) not in silent] for x in self.ids]  # CTC targets
         self.by_spk: dict[str, list[int]] = {}
         for i, e in enumerate(self.ds.entries):
             self.by_spk.setdefault(str(e.get("spk", "")), []).append(i)
@@ -201,7 +210,8 @@ class TTSData:
 
     def batch(self, indices: list[int], rng: Any, mode: str | None = None) -> dict[str, Any]:
         """Tensors for one training step: ``text_ids (B, Lt)``, ``text_lens``, ``mels (B, M, T)``, ``mel_lens``,
-        and ``ref_mels``/``ref_lens`` and (continuation) ``prompt_mels``/``prompt_lens``, or neither.
+        and ``ref_mels``/``ref_lens`` and (continuation) ``prompt_mels``/``prompt_lens``, or neither; with
+        ``ctc_weight > 0`` also ``ctc_targets (B, S)`` / ``ctc_lens (B,)`` (the target text without silent symbols).
 
         ``rng`` (a numpy Generator) draws the conditioning ``mode`` (``"none"``, ``"prompt"``, ``"ref"``) unless
         it is given, and the reference utterances and crops.
@@ -226,6 +236,12 @@ class TTSData:
             text_ids[b, : len(t)] = torch.tensor(t)
         target = _collate([self._mel(i) for i in indices])
         out = {"text_ids": text_ids, "text_lens": text_lens, "mels": target["mels"], "mel_lens": target["lengths"]}
+        if cfg.ctc_weight > 0:  # the target's phones (never the prompt's: h covers the target patches only)
+            phones = [self.phones[i] for i in indices]
+            out["ctc_lens"] = torch.tensor([len(p) for p in phones], dtype=torch.long)
+            out["ctc_targets"] = torch.zeros(len(phones), max(1, int(out["ctc_lens"].max())), dtype=torch.long)
+            for b, p in enumerate(phones):
+                out["ctc_targets"][b, : len(p)] = torch.tensor(p, dtype=torch.long)
         if mode == "none":
             return out
         if mode == "prompt":
@@ -307,7 +323,13 @@ class Trainer(ModelTrainer):
 
     def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
         """``--init-from`` a model whose flow heads saw another number of history patches: resize their input
-        projections (:func:`resize_head_history`)."""
+        projections (:func:`resize_head_history`); a CTC head this run adds (``lm.ctc``) that the source lacks
+        starts from its fresh initialisation."""
+        own = self.model.state_dict()
+        for key in ("lm.ctc_head.weight", "lm.ctc_head.bias"):
+            if key in own and key not in state:
+                logger.info("--init-from: %s is new in this run (fresh initialisation)", key)
+                state[key] = own[key].detach().clone()
         for name in ("fm_head", "mf_head"):
             head_cfg = getattr(self.model_cfg, name)
             key = f"{name}.in_proj.weight"

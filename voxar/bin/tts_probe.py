@@ -43,6 +43,7 @@ def probe(
     wer: bool = False,
     vocoder: Any = None,
     tts: Any = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Run the diagnosis (module docstring); ``tts`` may be a ready :class:`voxar.tts.TTS` (then ``model_dir`` and
     ``vocoder`` only label the report). Returns the JSON-ready report."""
@@ -55,6 +56,7 @@ def probe(
 
     if tts is None:
         tts = TTS.from_pretrained(model_dir, vocoder=vocoder if wer else "griffin-lim")
+    tts.set_temperature(temperature)
     jobs = plan(data, [], max_utts=max_utts)
     if not jobs:
         raise VoxarError(f"{data}: no utterance with a prompt of the same speaker")
@@ -99,7 +101,8 @@ def probe(
     mse = {v: sums[v] / max(count, 1.0) for v in variants}
     report: dict[str, Any] = {
         "model": str(model_dir), "data": str(data), "head": head, "steps": len(flow.cfg.grid(steps)) - 1,
-        "history": k, "utts": len(jobs), "mse": mse, "content_gain": mse["mean_h"] - mse["lm"],
+        "temperature": flow.cfg.temperature, "history": k, "utts": len(jobs), "mse": mse,
+        "content_gain": mse["mean_h"] - mse["lm"],
         "content_gain_rel": (mse["mean_h"] - mse["lm"]) / max(mse["mean_h"], 1e-12),
     }  # fmt: skip
     if asr is not None:
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", default="mf", choices=["fm", "mf"], help="flow head to sample with (default mf)")
     p.add_argument("--steps", type=int, default=None, help="head sampling steps (default: the head's config)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--temperature", type=float, default=None, help="sampling noise scale (default: the model's)")
     p.add_argument("--wer", action="store_true", help="also score teacher-forced resynthesis with pocketsphinx")
     p.add_argument("--vocoder", default=None, help="vocoder model dir for --wer (default: the packaged one)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = probe(
             args.model, args.data, max_utts=args.max_utts, head=args.head, steps=args.steps, seed=args.seed,
-            wer=args.wer, vocoder=args.vocoder,
+            wer=args.wer, vocoder=args.vocoder, temperature=args.temperature,
         )  # fmt: skip
     except VoxarError as e:
         print(f"tts_probe: error: {e}", file=sys.stderr)

@@ -87,6 +87,7 @@ class LMConfig:
     input_noise: float = 0.1
     stop_pos_weight: float = 50.0
     stop_n_positive: int = 1
+    ctc: bool = False  # a CTC phone classifier on h (training aid: h must know the phone of the patch it predicts)
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -213,6 +214,8 @@ class PatchLM(nn.Module):
             d, cfg.n_layers, cfg.n_heads, cfg.ffn, cfg.dropout, cfg.mlp, cfg.attn_impl, cfg.rope_base
         )
         self.stop_head = StopHead(d)
+        # CTC over the target text from the query states (blank = pad_id); see :meth:`ctc_loss`
+        self.ctc_head = nn.Linear(d, cfg.vocab_size) if cfg.ctc else None
         self.null_spk = nn.Parameter(torch.zeros(d))
         self.audio_bos = nn.Parameter(torch.zeros(d))
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
@@ -442,6 +445,23 @@ class PatchLM(nn.Module):
     def stop_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted stop BCE on ``forward``'s output (``stop_pos_weight``, ``stop_n_positive``)."""
         return stop_loss(out["stop_logits"], out["lengths"], self.cfg.stop_pos_weight, self.cfg.stop_n_positive)
+
+    def ctc_loss(self, out: dict[str, torch.Tensor], targets: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:
+        """CTC of the phone sequence ``targets (B, S)`` (``target_lens (B,)``; the target text without silent
+        symbols) from ``forward``'s ``h (B, N, D)`` over each item's ``lengths`` patches (blank = ``pad_id``).
+
+        ``h_i`` conditions the head for patch ``i``, so this asks it to know which phone patch ``i`` holds: a dense,
+        low-variance signal for the text alignment, where the flow loss alone lets the heads lean on the history.
+        Mean over items of the loss per target symbol; impossible alignments (more phones than patches) count 0.
+        """
+        if self.ctc_head is None:
+            raise VoxarConfigError("this LM has no CTC head (set lm.ctc: true to train with ctc_weight > 0)")
+        logits = self.ctc_head(out["h"]).float()  # (B, N, V)
+        log_probs = logits.log_softmax(-1).transpose(0, 1)  # (B, N, V) -> (N, B, V), as ctc_loss wants
+        return nn.functional.ctc_loss(
+            log_probs, targets, out["lengths"], target_lens, blank=self.cfg.pad_id, reduction="mean",
+            zero_infinity=True,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------- decoding
     def prefill(

@@ -308,6 +308,28 @@ def test_bench_tts_json(tmp_path):
     assert r["streams"] == 3 and r["requests_done"] >= 3 and "realtime_sustained" in r
 
 
+def test_static_decode_streams_the_same_audio_and_benches(tts, offline, tmp_path):
+    """``TTS.set_decode("static")`` (fixed-shape KV cache, the CUDA-graph path run eagerly) streams the audio of
+    the default dynamic decoder; ``bench tts --decode static`` reports it; cuda-graph on a CPU is a one-line error."""
+    tts.set_decode("static")
+    try:
+        got = StreamingTTS(tts, StreamConfig(head="mf", seed=3)).synthesize(TEXT)
+    finally:
+        tts.set_decode("dynamic")
+    assert got.shape == offline.shape
+    np.testing.assert_allclose(got, offline, atol=1e-4)
+    with pytest.raises(VoxarConfigError, match="CUDA"):
+        tts.set_decode("cuda-graph")
+    out = tmp_path / "s.json"
+    res = run_voxar("bench", "tts", "--size", "tiny", "--repeats", "1", "--seconds", "0.3", "--decode", "static", "-o",
+                    str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    r = json.loads(out.read_text())
+    assert r["decode"] == "static" and r["profile"]["lm_step_ms"] > 0
+    bad = run_voxar("bench", "tts", "--size", "tiny", "--repeats", "1", "--seconds", "0.3", "--decode", "cuda-graph")
+    assert bad.returncode == 1 and "CUDA" in bad.stderr.decode().strip().splitlines()[-1]
+
+
 def test_warmup_leaves_the_stream_unchanged(tts, offline):
     engine = StreamingTTS(tts, StreamConfig(head="mf", seed=3))
     assert engine.warmup() > 0

@@ -155,6 +155,9 @@ def tts(
         "--threads.",
     ),
     autocast: str | None = typer.Option(None, "--autocast", help="bf16 or fp16 for the LM and head (CUDA)."),
+    decode: str = typer.Option(
+        "dynamic", "--decode", help="LM stepping: dynamic, static (fixed-shape KV cache) or cuda-graph (single stream)."
+    ),
     threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU, torch's default on CUDA)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
 ) -> None:
@@ -171,6 +174,7 @@ def tts(
     result = run_bench(
         model, size, device, streams, threads, vocoder, seconds=seconds, repeats=repeats, rounds=rounds,
         first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, overlap=overlap, autocast=autocast,
+        decode=decode,
     )  # fmt: skip
     write_result(result, output)
 

@@ -32,6 +32,8 @@ def stream(
     max_patches: int | None = None,
     stop_threshold: float = 0.5,
     generator: torch.Generator | None = None,
+    static: bool = False,
+    cuda_graph: bool = False,
     **conditioning: torch.Tensor | None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Generate chunk by chunk: yields ``(mel (B, n_mels, n * P), valid (B,))`` per emission chunk of ``n <=
@@ -40,6 +42,8 @@ def stream(
     ``conditioning``: ``spk_emb`` / ``ref_mels`` / ``ref_lens`` / ``prompt_mels`` / ``prompt_lens`` as in
     :meth:`PatchLM.prefill`. Length guards: at least ``min_patches`` (>= 1) and at most ``4 * text_len + 25`` (minus
     the prompt) or ``max_patches`` / ``cfg.max_patches`` patches, so generation always ends and never yields nothing.
+    ``static``: decode with the fixed-shape :class:`~voxar.models.static_decode.StaticDecoder` (LM chunk size 1;
+    same patches to float tolerance); ``cuda_graph``: also replay its step as a CUDA graph (CUDA only).
     """
     chunk = chunk_size or lm.cfg.chunk_size
     h, state = lm.prefill(text_ids, text_lens, chunk_size=chunk, **conditioning)
@@ -54,6 +58,11 @@ def stream(
     min_len, max_len = length_limits(
         text_lens.to(h.device), min_patches=min_patches, max_patches=max(cap, 1), prompt_patches=n_prompt
     )
+    decoder = None
+    if static or cuda_graph:
+        from voxar.models.static_decode import StaticDecoder
+
+        decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + max(cap, 1) + 1, cuda_graph=cuda_graph)
     done = torch.zeros(b, dtype=torch.bool, device=h.device)
     ends = torch.zeros(b, dtype=torch.long, device=h.device)
     pending: list[torch.Tensor] = []
@@ -72,7 +81,10 @@ def stream(
         if bool(done.all()):
             return
         hist = history_push(hist, x)
-        h, state = lm.step(x, state)
+        if decoder is not None:
+            h = decoder.step(x)
+        else:
+            h, state = lm.step(x, state)
 
 
 def generate(

@@ -221,7 +221,13 @@ def profile_components(tts: Any, head: str = "mf", steps: int | None = None, n: 
     hist = torch.zeros(1, flow.cfg.history * lm.cfg.patch_dim, device=dev)
     x = flow.sample_patch(h, hist if hist.shape[1] else None, steps)
     t_head = timed(lambda: flow.sample_patch(h, hist if hist.shape[1] else None, steps))
-    t_lm = timed(lambda: lm.step(x, state))
+    if tts.decode == "dynamic":
+        t_lm = timed(lambda: lm.step(x, state))
+    else:  # the fixed-shape step (a CUDA graph replay with decode "cuda-graph"); its capture is a warm-up call
+        from voxar.models.static_decode import StaticDecoder
+
+        dec = StaticDecoder(lm, state, cuda_graph=tts.decode == "cuda-graph")
+        t_lm = timed(lambda: dec.step(x))
     voc = tts.vocoder
     vstate = voc.init_state(1, dev)
     mel = lm.unpatchify(x[:, None])  # (1, M, P)
@@ -261,6 +267,10 @@ def run_bench(
         torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
     tts = load_or_build(model, size, dev, vocoder)
+    decode = kwargs.pop("decode", "dynamic")
+    tts.set_decode(decode)
+    if streams > 1 and decode != "dynamic":
+        raise VoxarConfigError("--decode static/cuda-graph is for a single stream (--streams 1)")
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     if streams > 1:
@@ -283,6 +293,7 @@ def run_bench(
         "head": kwargs.get("head", "mf"),
         "steps": kwargs.get("steps"),
         "autocast": kwargs.get("autocast"),
+        "decode": decode,
         **result,
         "torch_threads": torch.get_num_threads(),
         "load_avg_before": load_before,

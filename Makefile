@@ -8,7 +8,7 @@ APT_PACKAGES := espeak-ng flite libportaudio2 libsndfile1 sox
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: help install sysdeps test lint format bench demo clean
+.PHONY: help install sysdeps test lint format bench demo clean gpu-wheels
 
 help:
 	@echo "make demo     set up everything and run the main job"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint     ruff check + format check"
 	@echo "make bench    CPU benchmarks (JSON under exp/bench/)"
 	@echo "make install  Debian packages + $(VENV) with voxar[$(EXTRAS)] (torch pinned by constraints.txt)"
+	@echo "make gpu-wheels  wheels for scripts/gpu_check.sh on a lent GPU machine (.whl/)"
 
 sysdeps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -56,6 +57,19 @@ bench: install
 	$(VENV)/bin/voxar bench tts --size tiny --device cpu --streams 4 -o exp/bench/tts_tiny_cpu_streams4.json
 	$(VENV)/bin/voxar bench vc --device cpu -o exp/bench/vc_cpu.json
 	@echo "JSON results in exp/bench/ (docs/benchmarks.md explains them)"
+
+# Wheels that the lent GPU machine's image lacks (it has PyTorch and numpy, no network): the versions of this
+# virtualenv, for its Python 3.12, into .whl/ (git-ignored), carried by the device tool for scripts/gpu_check.sh.
+GPU_WHEELS := soundfile cffi pycparser soxr typer click rich shellingham markdown-it-py mdurl pygments pyyaml tqdm \
+	pydantic pydantic-core annotated-types annotated-doc typing-inspection typing-extensions pytest pluggy iniconfig \
+	packaging safetensors
+gpu-wheels: install
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip freeze | grep -iE "^($$(echo $(GPU_WHEELS) | tr ' ' '|' | sed 's/-/[-_]/g'))==" > .whl/requirements.txt
+	$(PY) -m pip download -q --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+	  --platform any -d .whl -r .whl/requirements.txt
+	@du -sh .whl
 
 demo: install
 	bash scripts/demo.sh $(VENV)

@@ -213,3 +213,28 @@ def test_config_round_trip(name):
 def test_config_validation(bad):
     with pytest.raises(VoxarConfigError):
         from_dict(MelConfig, bad)
+
+
+@pytest.mark.parametrize("preset", ["16k", "vocos24k"])
+def test_numpy_mel_filterbank_equals_librosa_and_serves_without_it(preset, monkeypatch):
+    """Without librosa (a minimal inference machine) the filterbank comes from voxar's own numpy definition,
+    which equals ``librosa.filters.mel`` for both presets and an f_min / f_max band."""
+    import builtins
+    import dataclasses
+
+    from voxar.audio.features import MelConfig, mel_filterbank, mel_filterbank_numpy
+
+    cfg = MelConfig.preset(preset)
+    want = mel_filterbank(cfg)
+    np.testing.assert_allclose(mel_filterbank_numpy(cfg), want, atol=1e-6, rtol=0)
+    band = dataclasses.replace(cfg, f_min=60.0, f_max=7000.0)
+    np.testing.assert_allclose(mel_filterbank_numpy(band), mel_filterbank(band), atol=1e-6, rtol=0)
+    real_import = builtins.__import__
+
+    def no_librosa(name, *args, **kwargs):
+        if name == "librosa":
+            raise ImportError("no librosa here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_librosa)
+    np.testing.assert_allclose(mel_filterbank(cfg), want, atol=1e-6, rtol=0)

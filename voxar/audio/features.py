@@ -134,9 +134,15 @@ PRESETS: dict[str, MelConfig] = {
 
 
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:
-    """The mel filterbank of ``cfg`` as float32 ``(n_mels, n_fft // 2 + 1)`` (from ``librosa.filters.mel``)."""
-    import librosa  # deferred: importing librosa is slow and not needed to import voxar.audio
+    """The mel filterbank of ``cfg`` as float32 ``(n_mels, n_fft // 2 + 1)`` (from ``librosa.filters.mel``).
 
+    Where librosa cannot be imported (a minimal inference machine: librosa pulls numba, llvmlite and scipy),
+    :func:`mel_filterbank_numpy` computes the same matrix (tested equal to librosa's to 1e-6).
+    """
+    try:
+        import librosa  # deferred: importing librosa is slow and not needed to import voxar.audio
+    except ImportError:
+        return mel_filterbank_numpy(cfg)
     fb = librosa.filters.mel(
         sr=cfg.sample_rate,
         n_fft=cfg.n_fft,
@@ -147,6 +153,39 @@ def mel_filterbank(cfg: MelConfig) -> np.ndarray:
         norm=cfg.mel_norm,
         dtype=np.float64,
     )
+    return fb.astype(np.float32)
+
+
+def _hz_to_mel(f: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    lin = f / (200.0 / 3)  # Slaney: linear below 1 kHz, logarithmic above
+    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_part, lin)
+
+
+def _mel_to_hz(m: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
+
+
+def mel_filterbank_numpy(cfg: MelConfig) -> np.ndarray:
+    """Triangular mel filters (Slaney or HTK scale, optional Slaney area norm) in float64, returned as float32
+    ``(n_mels, n_fft // 2 + 1)``: the definition ``librosa.filters.mel`` uses, without librosa."""
+    if cfg.mel_norm not in (None, "slaney"):
+        raise ValueError(f"mel_norm must be None or 'slaney' without librosa, got {cfg.mel_norm!r}")
+    htk = cfg.mel_scale == "htk"
+    fft_hz = np.linspace(0.0, cfg.sample_rate / 2.0, cfg.n_fft // 2 + 1)
+    lo, hi = _hz_to_mel(np.array(cfg.f_min, dtype=np.float64), htk), _hz_to_mel(np.array(cfg.fmax_hz, np.float64), htk)
+    edges = _mel_to_hz(np.linspace(lo, hi, cfg.n_mels + 2), htk)  # (n_mels + 2,) band edges in Hz
+    widths = np.diff(edges)  # (n_mels + 1,)
+    ramps = edges[:, None] - fft_hz[None, :]  # (n_mels + 2, n_freqs)
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    fb = np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, n_freqs)
+    if cfg.mel_norm == "slaney":
+        fb *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per filter
     return fb.astype(np.float32)
 
 

@@ -62,7 +62,8 @@ def stream(
     if static or cuda_graph:
         from voxar.models.static_decode import StaticDecoder
 
-        decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + max(cap, 1) + 1, cuda_graph=cuda_graph)
+        room = int(max_len.max()) + 1  # the length guard bounds the steps: attention covers no more slots than that
+        decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + room, cuda_graph=cuda_graph)
     done = torch.zeros(b, dtype=torch.bool, device=h.device)
     ends = torch.zeros(b, dtype=torch.long, device=h.device)
     pending: list[torch.Tensor] = []

@@ -436,3 +436,37 @@ def test_ground_truth_run_scores_each_recording_once(speech, tmp_path, monkeypat
     m = result["metrics"]
     assert m["wer"]["generated"]["wer"] == m["wer"]["ceiling"]["wer"]
     assert m["sim"]["generated"]["mean"] > 0.999 and m["sim"]["ceiling"]["n"] == 2
+
+
+@needs_flite
+def test_phone_error_rate_reads_the_text_and_aggregates(speech, tmp_path):
+    """PER with the packaged content encoder: a clear recording of the text scores far lower than the same recording
+    scored against another sentence, and ``evaluate(per=True)`` sums edit distances over phones, with a ceiling."""
+    from voxar.eval.inputs import read_inputs
+    from voxar.eval.per import PhoneRecognizer
+    from voxar.eval.report import evaluate
+
+    rec = PhoneRecognizer()
+    wav, sr = speech.load(FOX, "slt")
+    if sr != 16000:
+        import soxr
+
+        wav, sr = soxr.resample(wav, sr, 16000), 16000
+    right, wrong = rec.score(FOX, wav, sr), rec.score(WEATHER + " " + HOME, wav, sr)
+    assert right["ref_phones"] == len(rec.targets(FOX)) > 20
+    assert right["per"] < 0.5 < wrong["per"], (right, wrong)
+    assert right["hyp"] and all(s in rec.symbols for s in right["hyp"].split())
+    with pytest.raises(VoxarError, match="content model"):
+        PhoneRecognizer(tmp_path)
+    lst = tmp_path / "list.tsv"
+    lst.write_text(f"a\t{speech.path(FOX, 'rms')}\t{FOX}\t{speech.path(FOX)}\tslt\n"
+                   f"b\t{speech.path(HOME, 'rms')}\t{WEATHER}\t{speech.path(HOME)}\tslt\n")  # fmt: skip
+    items, _ = read_inputs(lst)
+    result = evaluate(items, wer=False, sim=False, dnsmos=False, mcd=False, per=True, outdir=tmp_path / "e", plots=0,
+                      progress=False)  # fmt: skip
+    per = result["metrics"]["per"]
+    recs = [json.loads(line) for line in (tmp_path / "e" / "eval_utts.jsonl").read_text().splitlines()]
+    assert per["generated"]["errors"] == sum(r["per"]["errors"] for r in recs)
+    assert per["generated"]["ref_phones"] == sum(r["per"]["ref_phones"] for r in recs)
+    assert per["ceiling"]["n"] == 2 and per["generated"]["per"] > per["ceiling"]["per"]  # "b" reads another text
+    assert "content encoder" in per["tool"] and "PER" in (tmp_path / "e" / "eval.md").read_text()

@@ -1,4 +1,4 @@
-"""``voxar eval``: score generated speech (WER, SIM, DNSMOS, MCD) with a ground-truth ceiling.
+"""``voxar eval``: score generated speech (WER, PER, SIM, DNSMOS, MCD) with a ground-truth ceiling.
 
 Registered by :mod:`voxar.cli` as ``app.command("eval")(eval_command)``. Only typer is imported at module level; the
 scoring stack is imported inside the command. Input problems are printed to stderr as warnings, the markdown table
@@ -28,6 +28,12 @@ def eval_command(
         typer.Option("--ref-dir", help="Kaldi data directory with the reference recordings (same utterance ids)."),
     ] = None,
     wer: Annotated[bool, typer.Option("--wer/--no-wer", help="Word error rate with PocketSphinx.")] = True,
+    per: Annotated[
+        bool, typer.Option("--per/--no-per", help="Phone error rate with a voxar content encoder (CTC).")
+    ] = False,
+    per_model: Annotated[
+        Path | None, typer.Option("--per-model", help="Content model dir for --per (default: the packaged one).")
+    ] = None,
     sim: Annotated[bool, typer.Option("--sim/--no-sim", help="Speaker similarity with Resemblyzer.")] = True,
     dnsmos: Annotated[bool, typer.Option("--dnsmos/--no-dnsmos", help="DNSMOS quality scores.")] = True,
     mcd: Annotated[bool, typer.Option("--mcd/--no-mcd", help="MCD (DTW) and log-mel L1 against the reference.")] = True,
@@ -59,6 +65,8 @@ def eval_command(
         plots=plots,
         progress=progress,
         problems=problems,
+        per=per,
+        per_model=per_model,
     )
     typer.echo(markdown_table(result), err=True)
     n_err = len(result["utterance_errors"])

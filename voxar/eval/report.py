@@ -39,6 +39,10 @@ DEFINITIONS: dict[str, str] = {
     "utterances with references), i.e. how similar two genuine recordings of one speaker look to this encoder; needs "
     "speaker ids and two or more referenced utterances per speaker. The ceiling compares different sentences while "
     "the generated SIM compares the same sentence, so a generated SIM slightly above the ceiling is possible.",
+    "per": "Phone error rate: edit distance between the phones a voxar content encoder (greedy CTC, full context) "
+    "recognises in the audio and the phones of the text (its espeak-ng tokenizer without stress, spaces and "
+    "punctuation), summed over utterances and divided by the reference phones. Finer than WER and able to read the "
+    "espeak-ng voices; trained on the synth corpus, so judge it against its ceiling (the recordings).",
     "dnsmos": "DNSMOS P.835 SIG/BAK/OVRL and P.808 MOS (1-5, higher is better), non-intrusive, averaged over "
     "utterances. Ceiling: DNSMOS of the reference recordings.",
     "mcd": "Mel-cepstral distortion in dB (lower is better) between generated and reference audio: WORLD CheapTrick "
@@ -77,9 +81,16 @@ def _try(rec: dict[str, Any], metric: str, fn: Callable[[], Any]) -> Any:
 class _Tools:
     """The scoring back-ends needed by the enabled metrics, loaded up front (fail fast on a missing package)."""
 
-    def __init__(self, *, wer: bool, sim: bool, dnsmos: bool, mcd: bool) -> None:
+    def __init__(
+        self, *, wer: bool, sim: bool, dnsmos: bool, mcd: bool, per: bool = False, per_model: Any = None
+    ) -> None:
         self.names: dict[str, str] = {}
-        self.asr = self.encoder = None
+        self.asr = self.encoder = self.phones = None
+        if per:
+            from voxar.eval.per import PhoneRecognizer
+
+            self.phones = PhoneRecognizer(per_model)
+            self.names["per"] = self.phones.name
         if wer:
             from voxar.eval.asr import PocketSphinxASR
 
@@ -124,6 +135,7 @@ def _score_item(
     dnsmos: bool,
     mcd: bool,
     want_mels: bool,
+    per: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray | None, tuple | None]:
     """Per-utterance record; also the reference embedding (for the SIM ceiling) and ``(ref_mel, gen_mel)``."""
     from voxar.audio import load_audio, log_mel
@@ -155,6 +167,12 @@ def _score_item(
                 rec["hyp"] if same else _try(rec, "wer_ceiling", lambda: tools.asr.transcribe(ref, SAMPLE_RATE))
             )
             rec["ref_wer"] = None if rec["ref_hyp"] is None else wer_fn([it.text], [rec["ref_hyp"]])
+    if per:
+        rec["per"] = _try(rec, "per", lambda: tools.phones.score(it.text, gen, SAMPLE_RATE))
+        if ceiling and ref is not None:
+            rec["ref_per"] = (
+                rec["per"] if same else _try(rec, "per_ceiling", lambda: tools.phones.score(it.text, ref, SAMPLE_RATE))
+            )
     if sim and ref is not None:
         from voxar.eval.speaker import cosine
 
@@ -221,7 +239,18 @@ def _wer_aggregate(recs: list[dict[str, Any]], key: str) -> dict[str, Any] | Non
     }
 
 
-def _aggregate(recs: list[dict[str, Any]], *, wer: bool, sim: bool, dnsmos: bool, mcd: bool, ceiling: bool) -> dict:
+def _per_aggregate(recs: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """Corpus-level PER: edit distances summed over the utterances that have ``rec[key]``, over their phones."""
+    per = [r[key] for r in recs if r.get(key) is not None]
+    if not per:
+        return None
+    errors, phones = sum(p["errors"] for p in per), sum(p["ref_phones"] for p in per)
+    return {"per": errors / max(phones, 1), "errors": errors, "ref_phones": phones, "n": len(per)}
+
+
+def _aggregate(
+    recs: list[dict[str, Any]], *, wer: bool, sim: bool, dnsmos: bool, mcd: bool, ceiling: bool, per: bool = False
+) -> dict:
     metrics: dict[str, Any] = {}
 
     def values(key: str, sub: str | None = None) -> list[float]:
@@ -238,6 +267,11 @@ def _aggregate(recs: list[dict[str, Any]], *, wer: bool, sim: bool, dnsmos: bool
         metrics["wer"] = {
             "generated": _wer_aggregate(recs, "wer"),
             "ceiling": _wer_aggregate(recs, "ref_wer") if ceiling else None,
+        }
+    if per:
+        metrics["per"] = {
+            "generated": _per_aggregate(recs, "per"),
+            "ceiling": _per_aggregate(recs, "ref_per") if ceiling else None,
         }
     if sim:
         metrics["sim"] = {
@@ -265,6 +299,7 @@ def _with_tools(metrics: dict[str, Any], tools: _Tools) -> dict[str, Any]:
 
 _ROWS = (  # (metric key, label, value key, scale, format)
     ("wer", "WER % (corpus) ↓", "wer", 100.0, "{:.1f}"),
+    ("per", "PER % (corpus) ↓", "per", 100.0, "{:.1f}"),
     ("sim", "SIM (cosine) ↑", "mean", 1.0, "{:.3f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL ↑", "mean", 1.0, "{:.2f}"),
     ("dnsmos_sig", "DNSMOS SIG ↑", "mean", 1.0, "{:.2f}"),
@@ -329,25 +364,36 @@ def evaluate(
     plots: int = 4,
     progress: bool = True,
     problems: Sequence[InputProblem] = (),
+    per: bool = False,
+    per_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score ``items`` and write the report files into ``outdir``; returns the ``eval.json`` content.
 
     Writes ``eval.json`` (aggregates, tools, definitions, problems), ``eval_utts.jsonl`` (one JSON record per
     utterance), ``eval.md`` (short table) and, when ``plots > 0``, ``mels.png`` (reference vs generated log-mel of the
     first ``plots`` utterances). ``problems`` (from :func:`voxar.eval.inputs.read_inputs`) are copied into the JSON.
-    A tqdm bar goes to stderr when ``progress``.
+    A tqdm bar goes to stderr when ``progress``. ``per``: also the phone error rate (:mod:`voxar.eval.per`) with
+    the content model ``per_model`` (default: the packaged one).
     """
     from tqdm import tqdm
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    tools = _Tools(wer=wer, sim=sim, dnsmos=dnsmos, mcd=mcd)
+    tools = _Tools(wer=wer, sim=sim, dnsmos=dnsmos, mcd=mcd, per=per, per_model=per_model)
     recs: list[dict[str, Any]] = []
     ref_embs: dict[str, np.ndarray] = {}
     mel_entries: list[tuple[str, np.ndarray | None, np.ndarray]] = []
     for it in tqdm(items, desc="voxar eval", unit="utt", file=sys.stderr, disable=not progress):
         rec, ref_emb, mels = _score_item(
-            it, tools, ceiling=ceiling, wer=wer, sim=sim, dnsmos=dnsmos, mcd=mcd, want_mels=len(mel_entries) < plots
+            it,
+            tools,
+            ceiling=ceiling,
+            wer=wer,
+            sim=sim,
+            dnsmos=dnsmos,
+            mcd=mcd,
+            want_mels=len(mel_entries) < plots,
+            per=per,
         )
         recs.append(rec)
         if ref_emb is not None:
@@ -359,7 +405,7 @@ def evaluate(
 
     import voxar
 
-    enabled = {"wer": wer, "sim": sim, "dnsmos": dnsmos, "mcd": mcd, "logmel_l1": mcd}
+    enabled = {"wer": wer, "per": per, "sim": sim, "dnsmos": dnsmos, "mcd": mcd, "logmel_l1": mcd}
     result: dict[str, Any] = {
         "voxar_version": voxar.__version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -368,7 +414,9 @@ def evaluate(
         "sample_rate": SAMPLE_RATE,
         "ceiling": ceiling,
         "tools": tools.names,
-        "metrics": _with_tools(_aggregate(recs, wer=wer, sim=sim, dnsmos=dnsmos, mcd=mcd, ceiling=ceiling), tools),
+        "metrics": _with_tools(
+            _aggregate(recs, wer=wer, sim=sim, dnsmos=dnsmos, mcd=mcd, ceiling=ceiling, per=per), tools
+        ),
         "definitions": {k: v for k, v in DEFINITIONS.items() if enabled[k]},
         "input_problems": [str(p) for p in problems],
         "utterance_errors": [{"utt": r["utt"], **e} for r in recs for e in r["errors"]],

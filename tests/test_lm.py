@@ -389,3 +389,23 @@ def test_ctc_head_learns_the_phone_order_and_needs_the_flag():
     assert plain.ctc_head is None
     with pytest.raises(VoxarConfigError, match="lm.ctc"):
         plain.ctc_loss(plain(text, text_lens, mels, mel_lens, spk_emb=spk), phones, phone_lens)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_input_patches_replace_only_what_the_queries_read(chunk):
+    """``input_patches`` (scheduled sampling) feed the queries other previous patches: equal to the recordings'
+    they change nothing; otherwise h_i moves only where an earlier input changed, and the targets stay real."""
+    lm = _lm(chunk)
+    text, text_lens, mels, mel_lens, spk = _batch()
+    with torch.no_grad():
+        base = lm(text, text_lens, mels, mel_lens, spk_emb=spk, chunk_size=chunk)
+        same = lm(text, text_lens, mels, mel_lens, spk_emb=spk, chunk_size=chunk, input_patches=base["targets"])
+        torch.testing.assert_close(same["h"], base["h"])
+        other = base["targets"].clone()
+        other[:, 5:] += torch.randn_like(other[:, 5:])  # inputs of queries 6.. change
+        moved = lm(text, text_lens, mels, mel_lens, spk_emb=spk, chunk_size=chunk, input_patches=other)
+    torch.testing.assert_close(moved["targets"], base["targets"])
+    diff = (moved["h"] - base["h"]).abs().amax(-1)  # (B, N)
+    assert float(diff[:, :6].max()) < 1e-5 and float(diff[0, 6:].max()) > 1e-3
+    with pytest.raises(ValueError, match="input_patches"):
+        lm(text, text_lens, mels, mel_lens, spk_emb=spk, input_patches=other[:, :-1])

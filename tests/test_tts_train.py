@@ -229,12 +229,12 @@ def test_tts_batches_follow_the_step_across_epochs_of_different_lengths():
 
 
 def test_ctc_aux_loss_trains_and_warm_starts_a_model_without_ctc(run, tmp_path, capsys):
-    """``lm.ctc: true`` + ``ctc_weight``: the batches carry the target phones, the loss is logged, and
-    ``--init-from`` a model without a CTC head copies everything else (the new head starts fresh)."""
+    """``lm.ctc: true`` + ``ctc_weight`` (with scheduled sampling): the batches carry the target phones, the loss is
+    logged, and ``--init-from`` a model without a CTC head copies everything else (the new head starts fresh)."""
     from safetensors.torch import load_file
 
     exp = tmp_path / "ctc"
-    extra = ("lm.ctc=true", "ctc_weight=0.5", "--init-from", str(run["model"]))
+    extra = ("lm.ctc=true", "ctc_weight=0.5", "sched_sampling=0.5", "--init-from", str(run["model"]))
     assert train(run["dump"], exp, 3, *extra) == 0
     logs = read_log(exp / "train_log.jsonl", split="train")
     assert logs and all(r["ctc"] > 0 for r in logs)
@@ -245,6 +245,8 @@ def test_ctc_aux_loss_trains_and_warm_starts_a_model_without_ctc(run, tmp_path, 
     assert train(run["dump"], tmp_path / "bad_ctc", 1, "ctc_weight=0.5") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("train_tts: error:") and "lm.ctc" in err
+    assert train(run["dump"], tmp_path / "bad_ss", 1, "sched_sampling=1.5") == 1
+    assert "sched_sampling" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_ctc_targets_leave_out_silent_symbols_and_the_prompt(run):

@@ -136,6 +136,7 @@ class TTSModel(nn.Module):
         ctc_weight: float = 0.0,
         ctc_targets: torch.Tensor | None = None,
         ctc_lens: torch.Tensor | None = None,
+        sched_sampling: float = 0.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align + ctc_weight * ctc`` and
         its parts (detached).
@@ -145,14 +146,20 @@ class TTSModel(nn.Module):
         prompt's transcript). ``progress`` in [0, 1] drives the MF ratio ramp. ``align_layers`` (with
         ``align_sigma``, ``align_heads``) adds the diagonal text-attention prior of :mod:`voxar.models.align`.
         ``ctc_targets (B, S)`` / ``ctc_lens (B,)``: the target text's phones for :meth:`PatchLM.ctc_loss` (with
-        ``ctc_weight > 0``).
+        ``ctc_weight > 0``). ``sched_sampling`` p > 0: scheduled sampling against exposure bias -- a first pass
+        without gradient predicts every target patch (one MF step, or one FM step from zero noise without an MF head:
+        what generation feeds back), and each previous-patch input is that prediction with probability p
+        (:meth:`PatchLM.forward`'s ``input_patches``).
         """
         heads = self.heads()
         k = max(h.cfg.history for h in heads.values())
+        cond = dict(ref_mels=ref_mels, ref_lens=ref_lens, prompt_mels=prompt_mels, prompt_lens=prompt_lens)
+        inputs = None
+        if sched_sampling > 0:
+            inputs = self._own_predictions(text_ids, text_lens, mels, mel_lens, sched_sampling, k, cond)
         out = self.lm(
-            text_ids, text_lens, mels, mel_lens, ref_mels=ref_mels, ref_lens=ref_lens,
-            prompt_mels=prompt_mels, prompt_lens=prompt_lens, n_history=k, align_layers=align_layers,
-            align_sigma=align_sigma, align_heads=align_heads,
+            text_ids, text_lens, mels, mel_lens, **cond, n_history=k, align_layers=align_layers,
+            align_sigma=align_sigma, align_heads=align_heads, input_patches=inputs,
         )  # fmt: skip
         m = out["mask"]
         x, h, hist, tmask = out["targets"][m], out["h"][m], out["history"][m], out["target_mask"][m]
@@ -178,6 +185,32 @@ class TTSModel(nn.Module):
             stats[f"{name}_mse"] = st["mse"]
         stats["loss"] = loss.detach()
         return loss, stats
+
+    @torch.no_grad()
+    def _own_predictions(
+        self,
+        text_ids: torch.Tensor,
+        text_lens: torch.Tensor,
+        mels: torch.Tensor,
+        mel_lens: torch.Tensor,
+        p: float,
+        k: int,
+        cond: dict[str, Any],
+    ) -> torch.Tensor:
+        """Scheduled-sampling inputs ``(B, N, F)``: each target patch replaced, with probability ``p``, by the
+        model's teacher-forced one-step prediction of it (see :meth:`forward`)."""
+        out = self.lm(text_ids, text_lens, mels, mel_lens, **cond, n_history=k)
+        tgt, h, hist = out["targets"], out["h"], out["history"]  # (B, N, F), (B, N, D), (B, N, K*F)
+        b, n, f = tgt.shape
+        head = self.mf_head if self.mf_head is not None else self.fm_head
+        kh = head.cfg.history
+        hist_h = hist.reshape(b * n, -1)[:, hist.shape[2] - kh * f :] if kh else None
+        noise = torch.randn(b * n, f, device=tgt.device, dtype=h.dtype)
+        if head.cfg.mode == "fm":
+            noise = torch.zeros_like(noise)  # one FM step from zero noise: the conditional mean
+        pred = head.sample_patch(h.reshape(b * n, -1), hist_h, 1, noise=noise).reshape(b, n, f)
+        use = torch.rand(b, n, 1, device=tgt.device) < p
+        return torch.where(use, pred.to(tgt.dtype), tgt)
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

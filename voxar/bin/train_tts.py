@@ -75,6 +75,7 @@ class TTSTrainConfig:
     align_sigma: float = 0.2
     align_heads: int = 0  # the first align_heads heads of each align layer are alignment heads (0: all)
     ctc_weight: float = 0.0  # CTC of the target's phones from the LM states (needs lm.ctc: true); 0 = off
+    sched_sampling: float = 0.0  # probability that a previous-patch input is the model's own prediction (0 = off)
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -104,6 +105,8 @@ class TTSTrainConfig:
             raise VoxarConfigError(
                 f"need align_weight >= 0, align_sigma > 0 and align_heads in [0, {self.lm.n_heads}] (0: all)"
             )
+        if not 0.0 <= self.sched_sampling <= 1.0:
+            raise VoxarConfigError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
         if self.ctc_weight < 0 or (self.ctc_weight > 0 and not self.lm.ctc):
             raise VoxarConfigError(f"ctc_weight must be >= 0 and needs lm.ctc: true, got {self.ctc_weight}")
         if self.align_weight > 0 and (
@@ -119,7 +122,7 @@ class TTSTrainConfig:
         return dict(
             mf_weight=self.mf_weight, stop_weight=self.stop_weight, align_weight=self.align_weight,
             align_layers=layers, align_sigma=self.align_sigma, align_heads=self.align_heads,
-            ctc_weight=self.ctc_weight,
+            ctc_weight=self.ctc_weight, sched_sampling=self.sched_sampling,
         )  # fmt: skip
 
     def model_config(self, tokenizer: dict[str, Any]) -> Any:
@@ -393,7 +396,7 @@ class Trainer(ModelTrainer):
                 rng = np.random.default_rng([self.cfg.seed, start])
                 batch = self.valid_set.batch(list(range(start, min(n, start + batch_size))), rng, mode="ref")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                _, stats = model(**batch, **self.cfg.loss_kwargs())
+                _, stats = model(**batch, **{**self.cfg.loss_kwargs(), "sched_sampling": 0.0})  # teacher-forced
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
         n_batches = -(-n // batch_size)

@@ -384,6 +384,7 @@ class PatchLM(nn.Module):
         align_layers: tuple[int, ...] = (),
         align_sigma: float = 0.2,
         align_heads: int = 0,
+        input_patches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass. ``text_ids (B, Lt)`` raw ids (padding anywhere past ``text_lens``), ``mels (B,
         n_mels, T)`` raw log-mels, ``spk_emb (B, speaker_dim)`` or ``ref_mels (B, n_mels, T_ref)`` (or neither),
@@ -395,6 +396,10 @@ class PatchLM(nn.Module):
         (patches), ``history (B, N, n_history * F)`` (previous patches, prompt included), ``chunk_size``, and with
         ``align_layers`` the scalar ``align`` (:func:`~voxar.models.align.alignment_prior_loss` of the first
         ``align_heads`` heads of those layers, 0 = all).
+
+        ``input_patches (B, N, F)`` (normalised, as ``targets``): what the queries read as the previous target
+        patches instead of the recordings' (scheduled sampling: the model's own predictions); the targets, the
+        prompt and the history stay the real ones.
         """
         chunk = self._chunk(chunk_size)
         b, dev = mels.shape[0], mels.device
@@ -414,9 +419,16 @@ class PatchLM(nn.Module):
             seq, n_pr = tgt, torch.zeros(b, dtype=torch.long, device=dev)
         n_seq = n_pr + n_tgt
         m = seq.shape[1]
+        seq_in = seq
+        if input_patches is not None:
+            if input_patches.shape != tgt.shape:
+                raise ValueError(f"input_patches must have the targets' shape {tuple(tgt.shape)}")
+            slots = torch.arange(m, device=dev)[None, :] - n_pr[:, None]  # (B, M): target index of each slot
+            own = torch.gather(input_patches, 1, slots.clamp(0, max(n - 1, 0))[:, :, None].expand(-1, -1, tgt.shape[2]))
+            seq_in = torch.where((slots >= 0)[:, :, None], own.to(seq.dtype), seq)  # (B, M, F)
         prefix, plens = self._prefix(text_ids, text_lens, self._speaker(b, spk_emb, ref_mels, ref_lens))
         n_clean = ((m - 1) // chunk) * chunk if chunk > 1 else 0  # clean chunks some query can see
-        enc = self._encode(seq[:, : m - 1])  # (B, M - 1, D): patch M-1 is never an input
+        enc = self._encode(seq_in[:, : m - 1])  # (B, M - 1, D): patch M-1 is never an input
         speech = self._speech(plens, enc[:, :n_clean], 0, n_seq, self._query_inputs(enc, 0, m), 0, n_seq)
         probs: list[torch.Tensor] = []
         y = self._run(_cat(prefix, speech), chunk, probs_from=tuple(align_layers), probs_out=probs)

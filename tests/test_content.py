@@ -215,7 +215,7 @@ def test_forward_shapes_and_padding_invariance():
     assert torch.allclose(out.bnf[1, :, :33], alone.bnf[0], atol=1e-5)
     assert torch.allclose(out.logits[1, :17], alone.logits[0], atol=1e-5)
     assert torch.count_nonzero(out.bnf[1, :, 33:]) == 0
-    assert torch.allclose(model.bottleneck(b), alone.bnf)
+    assert torch.allclose(model.bottleneck(b), alone.bnf, atol=1e-6)  # grad mode may pick other CPU kernels
     full_ctx = model(b, chunk_size=0)  # offline, full context
     assert full_ctx.bnf.shape == alone.bnf.shape and not torch.allclose(full_ctx.bnf, alone.bnf)
 

@@ -46,8 +46,8 @@ def test_streaming_log_mel_equals_full_pass(length):
     m = StreamingLogMel(MelConfig.preset("16k"))
     x = torch.randn(2, length)
     full = m(x)
-    for chunks in (1, 7, 160, 641, [0, 333, 5]):
-        np.testing.assert_array_equal(run_chunked(m, x, chunks).numpy(), full.numpy())
+    for chunks in (1, 7, 160, 641, [0, 333, 5]):  # float rounding of the per-call mel projection may differ
+        np.testing.assert_allclose(run_chunked(m, x, chunks).numpy(), full.numpy(), rtol=0, atol=1e-5)
 
 
 def test_streaming_log_mel_is_causal_within_its_window():

@@ -5,7 +5,9 @@ Frame ``t`` of a centred STFT covers samples ``[t * hop - n_fft / 2, t * hop + n
 t * hop + win / 2)``. So frame ``t`` is final once sample ``t * hop + win / 2 - 1`` has arrived: samples the window
 multiplies by zero are filled with zeros, which changes nothing. The left edge uses the same reflection as the full
 pass; :meth:`StreamingLogMel.flush` computes the last frames with the right-edge reflection, so the concatenated
-stream equals ``LogMelSpectrogram(cfg)(wav)`` exactly. ``lookahead`` (in samples) is ``win_length // 2``: 20 ms for
+stream equals ``LogMelSpectrogram(cfg)(wav)``: to float rounding (the mel projection runs over fewer frames per call,
+and some CPUs' BLAS kernels round those differently: <= 4e-7 on log-mels of magnitude ~2 seen on an AMD EPYC;
+bit-exact on the Intel machine of earlier sessions). ``lookahead`` (in samples) is ``win_length // 2``: 20 ms for
 the 16k preset.
 
 Legend: B batch, L samples, M mel bins, n frames.

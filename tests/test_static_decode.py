@@ -61,7 +61,7 @@ def test_generation_with_the_static_decoder_equals_dynamic_generation():
     text, text_lens, ref, _ = _inputs()
     kw = dict(ref_mels=ref, min_patches=6, max_patches=14)
     a, la = generate(lm, head, text, text_lens, generator=torch.Generator().manual_seed(3), **kw)
-    b, lb = generate(lm, head, text, text_lens, generator=torch.Generator().manual_seed(3), static=True, **kw)
+    b, lb = generate(lm, head, text, text_lens, generator=torch.Generator().manual_seed(3), decode="static", **kw)
     assert torch.equal(la, lb)
     torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 

@@ -298,8 +298,7 @@ class TTS:
         with torch.inference_mode():
             for mel, valid in stream(
                 lm, flow_head, text_ids, text_lens, chunk_size=chunk_size, steps=steps, cfg_scale=cfg,
-                min_patches=floor, max_patches=max_patches, generator=generator, static=self.decode != "dynamic",
-                cuda_graph=self.decode == "cuda-graph", **cond,
+                min_patches=floor, max_patches=max_patches, generator=generator, decode=self.decode, **cond,
             ):  # fmt: skip
                 n = int(valid[0])
                 if n > 0:

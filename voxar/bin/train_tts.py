@@ -163,10 +163,11 @@ class TTSData:
         self.ds.entries = [self.ds.entries[i] for i in keep][: max_utts or None]
         self.ids = ids[: len(self.ds.entries)]
         self.space = tokenizer.symbols.index(" ")
+        from voxar.models.content import ctc_targets
         from voxar.tts import silent_symbols
 
-        silent = silent_symbols()
-        self.phones = [[t for t in x if tokenizer.symbols.symbol(t) not in silent] for x in self.ids]  # CTC targets
+        skip, symbols = sorted(silent_symbols()), tokenizer.symbols.symbols
+        self.phones = [ctc_targets(x, symbols, skip) for x in self.ids]  # CTC targets: the sounds, in order
         self.by_spk: dict[str, list[int]] = {}
         for i, e in enumerate(self.ds.entries):
             self.by_spk.setdefault(str(e.get("spk", "")), []).append(i)

@@ -38,7 +38,7 @@ class PhoneRecognizer:
             raise VoxarConfigError(f"{path}: not a content model directory with a tokenizer.json (PER needs both)")
         self.model = ContentEncoder.from_pretrained(path)
         self.tokenizer = load_tokenizer(tok_file)
-        self.symbols = [self.tokenizer.symbols.symbol(i) for i in range(self.tokenizer.vocab_size)]
+        self.symbols = self.tokenizer.symbols.symbols
         self.sample_rate = 16000
         self.name = f"voxar content encoder {path.name} (greedy CTC, full context, {path})"
         self._torch = torch

@@ -32,8 +32,7 @@ def stream(
     max_patches: int | None = None,
     stop_threshold: float = 0.5,
     generator: torch.Generator | None = None,
-    static: bool = False,
-    cuda_graph: bool = False,
+    decode: str = "dynamic",
     **conditioning: torch.Tensor | None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Generate chunk by chunk: yields ``(mel (B, n_mels, n * P), valid (B,))`` per emission chunk of ``n <=
@@ -42,8 +41,9 @@ def stream(
     ``conditioning``: ``spk_emb`` / ``ref_mels`` / ``ref_lens`` / ``prompt_mels`` / ``prompt_lens`` as in
     :meth:`PatchLM.prefill`. Length guards: at least ``min_patches`` (>= 1) and at most ``4 * text_len + 25`` (minus
     the prompt) or ``max_patches`` / ``cfg.max_patches`` patches, so generation always ends and never yields nothing.
-    ``static``: decode with the fixed-shape :class:`~voxar.models.static_decode.StaticDecoder` (LM chunk size 1;
-    same patches to float tolerance); ``cuda_graph``: also replay its step as a CUDA graph (CUDA only).
+    ``decode``: ``"dynamic"`` (:meth:`PatchLM.step`), ``"static"`` (the fixed-shape
+    :class:`~voxar.models.static_decode.StaticDecoder`, LM chunk size 1, same patches to float tolerance) or
+    ``"cuda-graph"`` (its step replayed as a CUDA graph; CUDA only).
     """
     chunk = chunk_size or lm.cfg.chunk_size
     h, state = lm.prefill(text_ids, text_lens, chunk_size=chunk, **conditioning)
@@ -59,11 +59,11 @@ def stream(
         text_lens.to(h.device), min_patches=min_patches, max_patches=max(cap, 1), prompt_patches=n_prompt
     )
     decoder = None
-    if static or cuda_graph:
+    if decode != "dynamic":
         from voxar.models.static_decode import StaticDecoder
 
         room = int(max_len.max()) + 1  # the length guard bounds the steps: attention covers no more slots than that
-        decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + room, cuda_graph=cuda_graph)
+        decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + room, cuda_graph=decode == "cuda-graph")
     done = torch.zeros(b, dtype=torch.bool, device=h.device)
     ends = torch.zeros(b, dtype=torch.long, device=h.device)
     pending: list[torch.Tensor] = []

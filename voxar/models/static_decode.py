@@ -97,13 +97,15 @@ class StaticDecoder:
 
     def _capture(self) -> None:
         """Warm up on a side stream (then undo the warm-up's writes to the state), then capture :meth:`_step`."""
-        saved = (self.slot.clone(), self.pos.clone(), self.valid.clone())
+        state = (self.slot, self.pos, self.valid)
+        saved = [t.clone() for t in state]
         side = torch.cuda.Stream(device=self.slot.device)
         side.wait_stream(torch.cuda.current_stream(self.slot.device))
         with torch.cuda.stream(side):
             for _ in range(2):
                 self._step()
-                self.slot.copy_(saved[0]), self.pos.copy_(saved[1]), self.valid.copy_(saved[2])
+                for t, s in zip(state, saved, strict=True):
+                    t.copy_(s)
         torch.cuda.current_stream(self.slot.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):

@@ -105,11 +105,27 @@ def barrier() -> None:
 def cleanup(sync: bool = False) -> None:
     """Leave the process group, if any. ``sync=True`` first waits for every rank (a clean finish: no rank tears
     its connections down while a peer still uses them, which can abort the peer's gloo threads at exit); errors
-    leave without waiting, since a failed peer would never arrive."""
-    if is_initialized():
-        if sync:
-            dist.barrier()
+    leave without waiting, since a failed peer would never arrive. After a clean finish rank 0, whose process
+    serves the rendezvous store, leaves last (up to 30 s): peers count themselves out in the store first."""
+    if not is_initialized():
+        return
+    if not sync:
         dist.destroy_process_group()
+        return
+    import time
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    store = dist.distributed_c10d._get_default_store()  # served by rank 0's process
+    dist.barrier()
+    dist.destroy_process_group()
+    # Rank 0 leaves last: a peer still closing its gloo pairs when the store's server goes away can abort at exit.
+    if world > 1:
+        if rank:
+            store.add("voxar/left", 1)
+        else:
+            deadline = time.monotonic() + 30.0
+            while store.add("voxar/left", 0) < world - 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 def device_for(info: DistInfo, device: str | None = None) -> torch.device:

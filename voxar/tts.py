@@ -294,6 +294,8 @@ class TTS:
             )
         text_ids = torch.tensor([full], dtype=torch.long, device=self.device)  # (1, Lt)
         text_lens = torch.tensor([len(full)], device=self.device)
+        if prefix:  # continuation: the text pointer starts at the target's first phone
+            cond = {**cond, "text_start": torch.tensor([len(prefix)], device=self.device)}
         floor = max(1, int(MIN_PATCHES_PER_TOKEN * len(ids))) if min_patches is None else min_patches
         with torch.inference_mode():
             for mel, valid in stream(

@@ -76,6 +76,7 @@ class TTSTrainConfig:
     align_heads: int = 0  # the first align_heads heads of each align layer are alignment heads (0: all)
     ctc_weight: float = 0.0  # CTC of the target's phones from the LM states (needs lm.ctc: true); 0 = off
     sched_sampling: float = 0.0  # probability that a previous-patch input is the model's own prediction (0 = off)
+    pointer_weight: float = 1.0  # advance-head loss of the text pointer (lm.pointer: true; needs phone alignments)
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -105,6 +106,8 @@ class TTSTrainConfig:
             raise VoxarConfigError(
                 f"need align_weight >= 0, align_sigma > 0 and align_heads in [0, {self.lm.n_heads}] (0: all)"
             )
+        if self.lm.pointer and self.tokenizer != "phoneme":
+            raise VoxarConfigError("lm.pointer needs tokenizer: phoneme (its alignments are phone alignments)")
         if not 0.0 <= self.sched_sampling <= 1.0:
             raise VoxarConfigError(f"sched_sampling must be in [0, 1], got {self.sched_sampling}")
         if self.ctc_weight < 0 or (self.ctc_weight > 0 and not self.lm.ctc):
@@ -122,7 +125,7 @@ class TTSTrainConfig:
         return dict(
             mf_weight=self.mf_weight, stop_weight=self.stop_weight, align_weight=self.align_weight,
             align_layers=layers, align_sigma=self.align_sigma, align_heads=self.align_heads,
-            ctc_weight=self.ctc_weight, sched_sampling=self.sched_sampling,
+            ctc_weight=self.ctc_weight, sched_sampling=self.sched_sampling, pointer_weight=self.pointer_weight,
         )  # fmt: skip
 
     def model_config(self, tokenizer: dict[str, Any]) -> Any:
@@ -130,6 +133,16 @@ class TTSTrainConfig:
         from voxar.tts import TTSModelConfig
 
         return TTSModelConfig(self.preset, self.lm, self.fm_head, self.mf_head, tokenizer)
+
+
+def pointer_skip_ids(tokenizer: Any) -> list[int]:
+    """Token ids that are not phones for the text pointer: the specials and the content encoder's CTC skip symbols
+    (the phone alignments index the same sequence)."""
+    from voxar.models.content import DEFAULT_CTC_SKIP
+    from voxar.text.symbols import SPECIALS
+
+    drop = set(DEFAULT_CTC_SKIP) | set(SPECIALS)
+    return [i for i, sym in enumerate(tokenizer.symbols.symbols) if sym in drop]
 
 
 def make_tokenizer(kind: str) -> Any:
@@ -168,9 +181,35 @@ class TTSData:
 
         skip, symbols = sorted(silent_symbols()), tokenizer.symbols.symbols
         self.phones = [ctc_targets(x, symbols, skip) for x in self.ids]  # CTC targets: the sounds, in order
+        self.ptrs = self._pointers(dump_dir, tokenizer) if cfg.lm.pointer else None
         self.by_spk: dict[str, list[int]] = {}
         for i, e in enumerate(self.ds.entries):
             self.by_spk.setdefault(str(e.get("spk", "")), []).append(i)
+
+    def _pointers(self, dump_dir: str | Path, tokenizer: Any) -> list[Any]:
+        """Per-patch aligned phone index of every utterance (:mod:`voxar.data.phone_align`); utterances without a
+        fitting alignment are left out."""
+        from voxar.data.phone_align import load_alignments, patch_pointer
+
+        frames = load_alignments(dump_dir)
+        drop = set(pointer_skip_ids(tokenizer))
+        keep, ptrs = [], []
+        for i, e in enumerate(self.ds.entries):
+            fr = frames.get(str(e["utt"]))
+            n_phones = sum(1 for t in self.ids[i] if t not in drop)
+            if fr is None or fr.shape[0] != int(e["frames"]) or int(fr.max(initial=-1)) > n_phones:
+                continue
+            keep.append(i)
+            ptrs.append(patch_pointer(fr, self.cfg.lm.patch_size))
+        if not keep:
+            raise VoxarDataError(f"{dump_dir}: no utterance has a phone alignment that fits its text and frames")
+        if len(keep) < len(self.ds.entries):
+            logger.warning("%s: %d utterances without a fitting phone alignment left out", dump_dir,
+                           len(self.ds.entries) - len(keep))  # fmt: skip
+        self.ds.entries = [self.ds.entries[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.phones = [self.phones[i] for i in keep]
+        return ptrs
 
     @staticmethod
     def _encode_all(tokenizer: Any, texts: list[str], where: Any) -> list[list[int] | None]:
@@ -246,6 +285,15 @@ class TTSData:
             out["ctc_targets"] = torch.zeros(len(phones), max(1, int(out["ctc_lens"].max())), dtype=torch.long)
             for b, p in enumerate(phones):
                 out["ctc_targets"][b, : len(p)] = torch.tensor(p, dtype=torch.long)
+        if self.ptrs is not None:
+            n = -(-int(out["mel_lens"].max()) // self.cfg.lm.patch_size)
+            out["pointer"] = torch.full((len(indices), n), -1, dtype=torch.long)
+            for b, i in enumerate(indices):
+                p = torch.as_tensor(self.ptrs[i])
+                out["pointer"][b, : len(p)] = p
+                out["pointer"][b, len(p) :] = p[-1]
+            if mode == "prompt":
+                out["text_start"] = torch.tensor([len(self.ids[o]) + 1 for o in others], dtype=torch.long)
         if mode == "none":
             return out
         if mode == "prompt":
@@ -300,6 +348,8 @@ class Trainer(ModelTrainer):
 
         self.start(cfg, args)
         self.tokenizer = make_tokenizer(cfg.tokenizer)
+        if cfg.lm.pointer:
+            cfg.lm.pointer_skip_ids = pointer_skip_ids(self.tokenizer)
         if self.tokenizer.vocab_size != cfg.lm.vocab_size:
             raise VoxarConfigError(
                 f"lm.vocab_size is {cfg.lm.vocab_size} but the {cfg.tokenizer} tokenizer has "
@@ -327,11 +377,11 @@ class Trainer(ModelTrainer):
 
     def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
         """``--init-from`` a model whose flow heads saw another number of history patches: resize their input
-        projections (:func:`resize_head_history`); a CTC head this run adds (``lm.ctc``) that the source lacks
-        starts from its fresh initialisation."""
+        projections (:func:`resize_head_history`); a CTC head or text pointer this run adds (``lm.ctc``,
+        ``lm.pointer``) that the source lacks starts from its fresh initialisation."""
         own = self.model.state_dict()
-        for key in ("lm.ctc_head.weight", "lm.ctc_head.bias"):
-            if key in own and key not in state:
+        for key in [k for k in own if k.startswith(("lm.ctc_head.", "lm.pointer."))]:
+            if key not in state:
                 logger.info("--init-from: %s is new in this run (fresh initialisation)", key)
                 state[key] = own[key].detach().clone()
         for name in ("fm_head", "mf_head"):

@@ -54,6 +54,7 @@ from voxar.models.heads import (
     history_from_sequence,
     stop_loss,
 )
+from voxar.models.pointer import NO_POINTER, TextPointer
 from voxar.models.refenc import RefEncoder, RefEncoderConfig, length_mask
 from voxar.modules.attention import KVCache
 from voxar.modules.transformer import Transformer
@@ -88,6 +89,11 @@ class LMConfig:
     stop_pos_weight: float = 50.0
     stop_n_positive: int = 1
     ctc: bool = False  # a CTC phone classifier on h (training aid: h must know the phone of the patch it predicts)
+    # text pointer (voxar.models.pointer): each query reads the phone it speaks; trained on forced alignments
+    pointer: bool = False
+    pointer_window: int = 2  # text tokens each side of the pointed-at phone
+    pointer_max_step: int = 3  # phones the pointer may advance per patch
+    pointer_skip_ids: list[int] = field(default_factory=list)  # token ids that are not phones (set by the trainer)
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -197,6 +203,13 @@ class LMState:
     chunk_size: int
     chunk_start: int
     buf: torch.Tensor
+    # text pointer (lm.pointer): ``ptr (B,)`` the next query's phone, ``ptr_slots (B, n_query)`` every query's,
+    # ``ptr_ids`` the prefix ids, ``ptr_table``/``ptr_n`` :meth:`TextPointer.phone_table`
+    ptr: torch.Tensor | None = None
+    ptr_slots: torch.Tensor | None = None
+    ptr_ids: torch.Tensor | None = None
+    ptr_table: torch.Tensor | None = None
+    ptr_n: torch.Tensor | None = None
 
 
 class PatchLM(nn.Module):
@@ -216,6 +229,11 @@ class PatchLM(nn.Module):
         self.stop_head = StopHead(d)
         # CTC over the target text from the query states (blank = pad_id); see :meth:`ctc_loss`
         self.ctc_head = nn.Linear(d, cfg.vocab_size) if cfg.ctc else None
+        self.pointer = (
+            TextPointer(cfg.vocab_size, d, cfg.pointer_window, cfg.pointer_max_step, cfg.pointer_skip_ids)
+            if cfg.pointer
+            else None
+        )
         self.null_spk = nn.Parameter(torch.zeros(d))
         self.audio_bos = nn.Parameter(torch.zeros(d))
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
@@ -285,6 +303,26 @@ class PatchLM(nn.Module):
             return self.null_spk.expand(b, -1)
         return self.spk_proj(spk_emb)
 
+    def _ids(self, text_ids: torch.Tensor, text_lens: torch.Tensor) -> torch.Tensor:
+        """``<bos> text <eos>`` ids ``(B, Lt + 2)`` (padding after ``<eos>``)."""
+        cfg = self.cfg
+        b, lt = text_ids.shape
+        text_lens = text_lens.to(text_ids.device).long()
+        col = text_ids.new_full((b, 1), cfg.bos_id)
+        ids = torch.cat([col, text_ids, col], dim=1)  # (B, Lt + 2)
+        ids = ids.scatter(1, (text_lens + 1)[:, None], cfg.eos_id)
+        return ids.masked_fill(~length_mask(text_lens + 2, lt + 2), cfg.pad_id)
+
+    def _pointer_inputs(
+        self, text_ids: torch.Tensor, text_lens: torch.Tensor, text_start: torch.Tensor | None, ptr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pointer embeddings ``(B, n, D)`` of slot values ``ptr (B, n)`` and the ``(ids, table, n_phones)`` they
+        index (:class:`~voxar.models.pointer.TextPointer`)."""
+        assert self.pointer is not None
+        ids = self._ids(text_ids, text_lens)
+        table, n_phones = self.pointer.phone_table(ids, text_lens, text_start)
+        return self.pointer.embed(ids, table, ptr), ids, table, n_phones
+
     def _prefix(
         self, text_ids: torch.Tensor, text_lens: torch.Tensor, spk: torch.Tensor
     ) -> tuple[Tokens, torch.Tensor]:
@@ -297,11 +335,8 @@ class PatchLM(nn.Module):
                 f"text of {int(text_lens.max())} tokens exceeds the model's max_text_len {cfg.max_text_len}; "
                 "split it into sentences"
             )
-        col = text_ids.new_full((b, 1), cfg.bos_id)
-        ids = torch.cat([col, text_ids, col], dim=1)  # (B, Lt + 2)
-        ids = ids.scatter(1, (text_lens + 1)[:, None], cfg.eos_id)
+        ids = self._ids(text_ids, text_lens)
         lens = text_lens + 3  # speaker + bos + text + eos
-        ids = ids.masked_fill(~length_mask(lens - 1, lt + 2), cfg.pad_id)
         emb = torch.cat([spk[:, None].to(self.audio_bos.dtype), self.text_emb(ids)], dim=1)  # (B, L, D)
         idx = torch.arange(lt + 3, device=ids.device).expand(b, -1)
         kind = torch.where(length_mask(lens, lt + 3), PREFIX, PAD)
@@ -385,6 +420,8 @@ class PatchLM(nn.Module):
         align_sigma: float = 0.2,
         align_heads: int = 0,
         input_patches: torch.Tensor | None = None,
+        pointer: torch.Tensor | None = None,
+        text_start: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass. ``text_ids (B, Lt)`` raw ids (padding anywhere past ``text_lens``), ``mels (B,
         n_mels, T)`` raw log-mels, ``spk_emb (B, speaker_dim)`` or ``ref_mels (B, n_mels, T_ref)`` (or neither),
@@ -400,6 +437,10 @@ class PatchLM(nn.Module):
         ``input_patches (B, N, F)`` (normalised, as ``targets``): what the queries read as the previous target
         patches instead of the recordings' (scheduled sampling: the model's own predictions); the targets, the
         prompt and the history stay the real ones.
+
+        ``pointer (B, N)`` (LMs with ``cfg.pointer``): the aligned phone index of each target patch (``-1..U``;
+        ``pointer[:, 0]`` is -1), ``text_start (B,)`` where the target text starts in ``text_ids`` (continuation);
+        the output then has ``adv_logits (B, N, K)``.
         """
         chunk = self._chunk(chunk_size)
         b, dev = mels.shape[0], mels.device
@@ -429,7 +470,15 @@ class PatchLM(nn.Module):
         prefix, plens = self._prefix(text_ids, text_lens, self._speaker(b, spk_emb, ref_mels, ref_lens))
         n_clean = ((m - 1) // chunk) * chunk if chunk > 1 else 0  # clean chunks some query can see
         enc = self._encode(seq_in[:, : m - 1])  # (B, M - 1, D): patch M-1 is never an input
-        speech = self._speech(plens, enc[:, :n_clean], 0, n_seq, self._query_inputs(enc, 0, m), 0, n_seq)
+        clean_in, query_in = enc[:, :n_clean], self._query_inputs(enc, 0, m)
+        if self.pointer is not None:
+            if pointer is None:
+                raise VoxarConfigError("this LM has a text pointer (lm.pointer): training needs the aligned pointer")
+            slots = torch.arange(m, device=dev)[None, :] - n_pr[:, None]  # (B, M): target index of each slot
+            vals = torch.gather(pointer.to(dev), 1, slots.clamp(0, max(n - 1, 0)))
+            pemb = self._pointer_inputs(text_ids, text_lens, text_start, torch.where(slots >= 0, vals, NO_POINTER))[0]
+            clean_in, query_in = clean_in + pemb[:, 1 : n_clean + 1], query_in + pemb  # clean j reads slot j + 1
+        speech = self._speech(plens, clean_in, 0, n_seq, query_in, 0, n_seq)
         probs: list[torch.Tensor] = []
         y = self._run(_cat(prefix, speech), chunk, probs_from=tuple(align_layers), probs_out=probs)
         lp = prefix.emb.shape[1]
@@ -448,6 +497,8 @@ class PatchLM(nn.Module):
             "history": hist,
             "chunk_size": torch.tensor(chunk),
         }
+        if self.pointer is not None:
+            out["adv_logits"] = self.pointer.advance(h)
         if probs:  # speech queries after prefix + clean tokens; text keys = prefix slots 1.. (bos, text, eos)
             out["align"] = alignment_prior_loss(
                 probs, slice(lp + n_clean, None), slice(1, lp), n_seq, plens - 1, align_sigma, align_heads
@@ -457,6 +508,12 @@ class PatchLM(nn.Module):
     def stop_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted stop BCE on ``forward``'s output (``stop_pos_weight``, ``stop_n_positive``)."""
         return stop_loss(out["stop_logits"], out["lengths"], self.cfg.stop_pos_weight, self.cfg.stop_n_positive)
+
+    def pointer_loss(self, out: dict[str, torch.Tensor], pointer: torch.Tensor) -> torch.Tensor:
+        """Advance-head cross-entropy on ``forward``'s output for the aligned ``pointer (B, N)``."""
+        if self.pointer is None:
+            raise VoxarConfigError("this LM has no text pointer (set lm.pointer: true)")
+        return self.pointer.loss(out["adv_logits"], pointer, out["lengths"])
 
     def ctc_loss(self, out: dict[str, torch.Tensor], targets: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:
         """CTC of the phone sequence ``targets (B, S)`` (``target_lens (B,)``; the target text without silent
@@ -487,9 +544,11 @@ class PatchLM(nn.Module):
         prompt_mels: torch.Tensor | None = None,
         prompt_lens: torch.Tensor | None = None,
         chunk_size: int | None = None,
+        text_start: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LMState]:
         """Encode the prefix (and the prompt patches, equal in number across the batch); returns ``(h (B, D),
-        state)`` where ``h`` predicts the first patch to generate. Conditioning as in :meth:`forward`."""
+        state)`` where ``h`` predicts the first patch to generate. Conditioning as in :meth:`forward`; with a text
+        pointer, ``text_start (B,)`` is where the target text starts in ``text_ids`` (after a prompt transcript)."""
         cfg = self.cfg
         chunk = chunk_size or cfg.chunk_size
         b, dev = text_ids.shape[0], text_ids.device
@@ -507,13 +566,23 @@ class PatchLM(nn.Module):
         prefix, plens = self._prefix(text_ids, text_lens, self._speaker(b, spk_emb, ref_mels, ref_lens))
         full = torch.full((b,), n_p + 1, device=dev)
         enc = self._encode(seq)  # (B, Np, D)
-        speech = self._speech(plens, enc[:, :q0], 0, full, self._query_inputs(enc, q0, n_p + 1), q0, full)
+        clean_in, query_in = enc[:, :q0], self._query_inputs(enc, q0, n_p + 1)
+        ptr_state: dict[str, torch.Tensor] = {}
+        if self.pointer is not None:
+            slots = torch.full((b, n_p + 1), NO_POINTER, dtype=torch.long, device=dev)
+            slots[:, n_p] = -1  # the first target query: before the first phone
+            pemb, ids, table, n_phones = self._pointer_inputs(text_ids, text_lens, text_start, slots)
+            clean_in, query_in = clean_in + pemb[:, 1 : q0 + 1], query_in + pemb[:, q0:]
+            ptr_state = dict(ptr_slots=slots, ptr_ids=ids, ptr_table=table, ptr_n=n_phones)
+        speech = self._speech(plens, clean_in, 0, full, query_in, q0, full)
         lp, dtype = prefix.emb.shape[1], self.audio_bos.dtype
         caches = self.transformer.init_caches(b, lp + q0 + chunk + 64, dev, dtype, lp + cfg.max_patches + chunk + 1)
         empty = prefix.kind[:, :0]
         buf = seq[:, q0:] if chunk > 1 else seq[:, :0]  # the current chunk's patches so far
-        state = LMState(caches, empty, empty, plens, n_p + 1, chunk, lp + q0, buf)
+        state = LMState(caches, empty, empty, plens, n_p + 1, chunk, lp + q0, buf, **ptr_state)
         y = self._run(_cat(prefix, speech), chunk, state)
+        if self.pointer is not None:
+            state.ptr = self.pointer.next_pointer(y[:, -1], torch.full((b,), -1, device=dev), state.ptr_n)
         return y[:, -1], state
 
     def step(self, prev_patch: torch.Tensor, state: LMState) -> tuple[torch.Tensor, LMState]:
@@ -524,6 +593,9 @@ class PatchLM(nn.Module):
         i, chunk, b = state.n_query, state.chunk_size, prev_patch.shape[0]
         full = torch.full((b,), i + 1, device=prev_patch.device)
         none = prev_patch.new_zeros(b, 0, self.cfg.d_model)
+        ptr = state.ptr
+        if ptr is not None:
+            state.ptr_slots = torch.cat([state.ptr_slots, ptr[:, None]], dim=1)  # query i reads phone ptr
         if chunk > 1:
             state.buf = torch.cat([state.buf, prev_patch[:, None].to(state.buf.dtype)], dim=1)
             if state.buf.shape[1] == chunk:  # chunk i // C - 1 is complete: re-encode it as clean tokens
@@ -531,11 +603,22 @@ class PatchLM(nn.Module):
                     cache.truncate(state.chunk_start)
                 state.key_kind = state.key_kind[:, : state.chunk_start]
                 state.key_idx = state.key_idx[:, : state.chunk_start]
-                clean = self._speech(state.prefix_lens, self._encode(state.buf), i - chunk, full, none, i, full)
+                clean_in = self._encode(state.buf)  # (B, C, D): clean j = i - C .. i - 1 reads slot j + 1
+                if ptr is not None:
+                    clean_in = clean_in + self._embed_ptr(state, state.ptr_slots[:, i - chunk + 1 : i + 1])
+                clean = self._speech(state.prefix_lens, clean_in, i - chunk, full, none, i, full)
                 self._run(clean, chunk, state)
                 state.chunk_start = state.caches[0].length
                 state.buf = state.buf[:, :0]
         q_in = self._encode(prev_patch[:, None])  # (B, 1, D): query i's input is patch i - 1
+        if ptr is not None:
+            q_in = q_in + self._embed_ptr(state, ptr[:, None])
         y = self._run(self._speech(state.prefix_lens, none, i, full, q_in, i, full), chunk, state)
         state.n_query = i + 1
+        if ptr is not None:
+            state.ptr = self.pointer.next_pointer(y[:, -1], ptr, state.ptr_n)
         return y[:, -1], state
+
+    def _embed_ptr(self, state: LMState, vals: torch.Tensor) -> torch.Tensor:
+        """Pointer embeddings ``(B, n, D)`` of slot values ``vals (B, n)`` for ``state``'s text."""
+        return self.pointer.embed(state.ptr_ids, state.ptr_table, vals)

@@ -58,6 +58,8 @@ class StaticDecoder:
     def __init__(self, lm: PatchLM, state: LMState, capacity: int | None = None, cuda_graph: bool = False) -> None:
         if state.chunk_size != 1:
             raise VoxarConfigError(f"static decoding needs an LM chunk size of 1, got {state.chunk_size}")
+        if lm.pointer is not None:
+            raise VoxarConfigError("static decoding does not support text-pointer LMs (lm.pointer) yet; use 'dynamic'")
         if lm.training:
             raise VoxarConfigError("static decoding runs in eval mode (call lm.eval())")
         first = state.caches[0]

@@ -98,6 +98,9 @@ class TTSModel(nn.Module):
         ctc_targets: torch.Tensor | None = None,
         ctc_lens: torch.Tensor | None = None,
         sched_sampling: float = 0.0,
+        pointer: torch.Tensor | None = None,
+        text_start: torch.Tensor | None = None,
+        pointer_weight: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss ``fm + mf_weight * mf + stop_weight * stop + align_weight * align + ctc_weight * ctc`` and
         its parts (detached).
@@ -110,11 +113,14 @@ class TTSModel(nn.Module):
         ``ctc_weight > 0``). ``sched_sampling`` p > 0: scheduled sampling against exposure bias -- a first pass
         without gradient predicts every target patch (one MF step, or one FM step from zero noise without an MF head:
         what generation feeds back), and each previous-patch input is that prediction with probability p
-        (:meth:`PatchLM.forward`'s ``input_patches``).
+        (:meth:`PatchLM.forward`'s ``input_patches``). ``pointer (B, N)`` / ``text_start (B,)``: the aligned text
+        pointer of LMs with ``lm.pointer`` (:mod:`voxar.models.pointer`); its advance loss counts ``pointer_weight``.
         """
         heads = self.heads()
         k = max(h.cfg.history for h in heads.values())
         cond = dict(ref_mels=ref_mels, ref_lens=ref_lens, prompt_mels=prompt_mels, prompt_lens=prompt_lens)
+        if pointer is not None:
+            cond.update(pointer=pointer, text_start=text_start)
         inputs = None
         if sched_sampling > 0:
             inputs = self._own_predictions(text_ids, text_lens, mels, mel_lens, sched_sampling, k, cond)
@@ -131,6 +137,10 @@ class TTSModel(nn.Module):
         if "align" in out:
             loss = loss + align_weight * out["align"]
             stats["align"] = out["align"].detach()
+        if pointer is not None:
+            adv = self.lm.pointer_loss(out, pointer)
+            loss = loss + pointer_weight * adv
+            stats["pointer"] = adv.detach()
         if ctc_weight > 0:
             if ctc_targets is None or ctc_lens is None:
                 raise ValueError("ctc_weight > 0 needs ctc_targets and ctc_lens")

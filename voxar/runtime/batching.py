@@ -140,6 +140,11 @@ class ContinuousBatcher:
             raise VoxarConfigError(
                 f"continuous batching needs an LM with chunk_size 1, this one has {tts.model.lm.cfg.chunk_size}"
             )
+        if tts.model.lm.pointer is not None:
+            raise VoxarConfigError(
+                "continuous batching does not step text-pointer LMs (lm.pointer) yet; serve this model with "
+                "TTSEngine (one stream per request)"
+            )
         self.tts, self.lm, self.head = tts, tts.model.lm, tts.model.head(head)
         self.steps, self.cfg, self.chunk, self.max_batch = steps, cfg, chunk, max_batch
         self.waiting: deque[Request] = deque()

@@ -1,0 +1,233 @@
+"""The TTS text pointer (voxar.models.pointer) and the phone alignments it trains on (voxar.data.phone_align).
+
+Forced alignment on hand-made posteriors, the frame/patch labelling rules, the phone table, and the LM with a
+pointer: the KV-cache decoder equals the teacher-forced pass given the pointers it chose (plain, chunked, with a
+prompt), no output depends on a later pointer, the pointer only moves forward and stops at the end of the text, and
+the advance head learns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from voxar.data.phone_align import ctc_viterbi, frame_phones, patch_pointer, speech_mask
+from voxar.errors import VoxarConfigError
+from voxar.models.lm import LMConfig, PatchLM
+from voxar.models.pointer import NO_POINTER, TextPointer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N_MELS, P, V = 8, 2, 40
+SKIP = [0, 1, 2, 3, 4, 5]  # specials and two "punctuation" ids
+
+
+# ------------------------------------------------------------------------------------------------ alignment
+def _posteriors(path: list[int], v: int = 6, blank: int = 5, sharp: float = 4.0) -> np.ndarray:
+    """Log-probs ``(Te, V)`` that favour ``path`` (class per frame) over the rest."""
+    lp = np.full((len(path), v), -sharp)
+    lp[np.arange(len(path)), path] = 0.0
+    return lp - np.log(np.exp(lp).sum(1, keepdims=True))
+
+
+def test_ctc_viterbi_finds_the_path_and_keeps_every_phone():
+    blank = 5
+    lp = _posteriors([5, 1, 1, 5, 2, 5, 5, 3, 5], blank=blank)
+    spikes = ctc_viterbi(lp, [1, 2, 3], blank)
+    assert spikes.tolist() == [-1, 0, 0, -1, 1, -1, -1, 2, -1]
+    # a phone the posteriors miss still gets a frame, in order
+    lp = _posteriors([5, 1, 5, 5, 5, 3, 5], blank=blank)
+    spikes = ctc_viterbi(lp, [1, 2, 3], blank)
+    assert sorted(set(spikes[spikes >= 0].tolist())) == [0, 1, 2]
+    assert np.all(np.diff(spikes[spikes >= 0]) >= 0)
+    # repeated phones need a blank between them; too few frames is a clear error
+    spikes = ctc_viterbi(_posteriors([1, 5, 1], blank=blank), [1, 1], blank)
+    assert spikes.tolist() == [0, -1, 1]
+    with pytest.raises(ValueError, match="need 3 frames"):
+        ctc_viterbi(_posteriors([1, 1], blank=blank), [1, 1], blank)
+
+
+def test_frame_phones_splits_gaps_and_marks_silence():
+    spikes = np.array([-1, -1, -1, 0, -1, -1, -1, -1, 1, -1, -1, -1])
+    speech = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    frames = frame_phones(spikes, 2, speech)
+    # leading silence -1, speech before the first spike -> phone 0, gap split at its midpoint, trailing silence U
+    assert frames.tolist() == [-1, -1, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    assert frame_phones(np.full(4, -1), 3, np.ones(4, bool)).tolist() == [-1] * 4
+
+
+def test_speech_mask_and_patch_pointer():
+    mel = np.full((4, 6), np.log(1e-5))
+    mel[:, 2:4] = 0.0
+    assert speech_mask(mel).tolist() == [False, False, True, True, False, False]
+    ptr = patch_pointer(np.array([-1, 0, 0, 1, 3, 3, 4], dtype=np.int16), 2)
+    assert ptr.tolist() == [-1, 1, 3, 4]  # first patch -1; each patch the latest phone it reaches
+
+
+# ------------------------------------------------------------------------------------------------ the pointer
+def test_phone_table_and_window_embedding():
+    tp = TextPointer(V, 8, window=1, max_step=2, skip_ids=SKIP)
+    # <bos> a , b c <eos> / <bos> x y <eos> <pad>   (4 and 5 are no phones)
+    ids = torch.tensor([[2, 10, 4, 11, 12, 3], [2, 20, 21, 3, 0, 0]])
+    lens = torch.tensor([4, 2])
+    pos, n = tp.phone_table(ids, lens)
+    assert n.tolist() == [3, 2]
+    assert pos[0].tolist() == [0, 1, 3, 4, 5] and pos[1].tolist() == [0, 1, 2, 3, 3]
+    # with a prompt transcript "a ," the target starts at token 2: its phones are b, c
+    pos, n = tp.phone_table(ids[:1], lens[:1], torch.tensor([2]))
+    assert n.tolist() == [2] and pos[0].tolist() == [2, 3, 4, 5]
+    pos, _ = tp.phone_table(ids, lens)
+    e = tp.embed(ids, pos, torch.tensor([[-1, 0, 1, 2, 3, NO_POINTER]] * 2))
+    assert e.shape == (2, 6, 8)
+    torch.testing.assert_close(e[0, 5], tp.emb.weight[-1])  # prompt slots: the "no pointer" row
+    # phone 1 of item 0 is "b" at position 3: window (",", "b", "c") from the three offset tables
+    rows = tp.emb.weight
+    torch.testing.assert_close(e[0, 2], rows[0 * V + 4] + rows[1 * V + 11] + rows[2 * V + 12])
+    torch.testing.assert_close(e[1, 3], e[1, 4])  # U and beyond: <eos>
+
+
+def _lm(chunk: int = 1, seed: int = 0) -> PatchLM:
+    torch.manual_seed(seed)
+    cfg = LMConfig(
+        vocab_size=V, n_mels=N_MELS, patch_size=P, d_model=32, n_layers=2, n_heads=4, ffn=64, ref_encoder=None,
+        speaker_dim=16, attn_impl="math", chunk_size=chunk, max_patches=64, pointer=True, pointer_skip_ids=SKIP,
+    )  # fmt: skip
+    lm = PatchLM(cfg).eval()
+    with torch.no_grad():  # an advance head that moves: bias towards +1
+        lm.pointer.adv_head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, -1.0]))
+    return lm
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(4, V, (2, 9), generator=g)
+    text_lens = torch.tensor([9, 6])
+    mels = torch.randn(2, N_MELS, 25, generator=g)
+    mel_lens = torch.tensor([25, 17])
+    return text, text_lens, mels, mel_lens
+
+
+def _free_decode(lm, targets, chunk, **cond):
+    """Prefill + step with the true previous patches; the pointer runs free. -> h (B, N, D), pointer slots."""
+    h, state = lm.prefill(chunk_size=chunk, **cond)
+    hs = [h]
+    for i in range(1, targets.shape[1]):
+        h, state = lm.step(targets[:, i - 1], state)
+        hs.append(h)
+    return torch.stack(hs, 1), state
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_decode_equals_teacher_forced_with_the_chosen_pointers(chunk):
+    lm = _lm(chunk)
+    text, tl, mels, ml = _batch()
+    with torch.no_grad():
+        targets, n_tgt, _ = lm.patchify(mels, ml)
+        hs, state = _free_decode(lm, targets, chunk, text_ids=text, text_lens=tl)
+        ptr = state.ptr_slots  # (B, N): every query's pointer
+        assert ptr.shape == targets.shape[:2] and (ptr[:, 0] == -1).all()
+        assert (ptr.diff(dim=1) >= 0).all() and (ptr.diff(dim=1) <= 3).all()
+        assert (ptr.max(1).values <= state.ptr_n).all() and (ptr.max(1).values > 0).all()
+        out = lm(text, tl, mels, ml, pointer=ptr)
+        assert out["adv_logits"].shape == (*targets.shape[:2], 4)
+    mask = out["mask"]
+    assert (hs - out["h"])[mask].abs().max() < 1e-5
+    # with a prompt (continuation): the target's phones start at text_start
+    prompt = torch.randn(2, N_MELS, 7)
+    start = torch.tensor([3, 2])
+    with torch.no_grad():
+        hs, state = _free_decode(lm, targets, chunk, text_ids=text, text_lens=tl, prompt_mels=prompt,
+                                 text_start=start)  # fmt: skip
+        n_p = lm.patchify(prompt, align="end")[0].shape[1]
+        ptr = state.ptr_slots[:, n_p:]
+        assert (state.ptr_slots[:, :n_p] == NO_POINTER).all()
+        out = lm(text, tl, mels, ml, prompt_mels=prompt, pointer=ptr, text_start=start)
+    assert (hs - out["h"])[out["mask"]].abs().max() < 1e-5
+
+
+def test_no_output_depends_on_a_later_pointer():
+    """h_i reads the pointers of queries <= i only: changing pointer j moves h_j and later, never earlier."""
+    lm = _lm(1)
+    text, tl, mels, ml = _batch()
+    n = int(lm.patchify(mels[:1], ml[:1])[1][0])
+    base = torch.arange(n)[None].clamp_max(6) - 1  # -1, 0, 1, ...
+    with torch.no_grad():
+        h0 = lm(text[:1], tl[:1], mels[:1], ml[:1], pointer=base)["h"]
+        j = 5
+        moved = base.clone()
+        moved[0, j:] += 1
+        h1 = lm(text[:1], tl[:1], mels[:1], ml[:1], pointer=moved)["h"]
+    assert (h1[0, :j] - h0[0, :j]).abs().max() < 1e-6
+    assert (h1[0, j] - h0[0, j]).abs().max() > 1e-4
+
+
+def test_advance_head_learns_and_needs_its_inputs():
+    lm = _lm(1).train()
+    text, tl, mels, ml = _batch()
+    n = lm.patchify(mels, ml)[0].shape[1]
+    ptr = (torch.arange(n)[None].expand(2, -1) // 2 - 1).clamp_max(5)  # one phone every two patches
+    opt = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = lm.pointer_loss(lm(text, tl, mels, ml, pointer=ptr), ptr)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+    with pytest.raises(VoxarConfigError, match="aligned pointer"):
+        lm(text, tl, mels, ml)
+    plain = PatchLM(LMConfig(vocab_size=V, n_mels=N_MELS, patch_size=P, d_model=32, n_heads=4, ref_encoder=None))
+    assert plain.pointer is None
+    with pytest.raises(VoxarConfigError, match="lm.pointer"):
+        plain.pointer_loss({}, ptr)
+
+
+def test_generation_ends_and_pointer_stays_in_the_text():
+    from voxar.models.generate import stream
+    from voxar.models.heads import FlowHead, HeadConfig
+
+    lm = _lm(1)
+    head = FlowHead(HeadConfig(mode="fm", patch_dim=N_MELS * P, cond_dim=32, width=32, n_blocks=1, history=0))
+    text, tl, _, _ = _batch()
+    g = torch.Generator().manual_seed(0)
+    chunks = list(stream(lm, head.eval(), text, tl, steps=2, generator=g))
+    assert chunks and sum(int(v[0]) for _, v in chunks) > 0
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_align_train_and_speak_with_a_pointer_model(tmp_path):
+    """``align_phones`` on a tiny espeak-ng dump, ``train_tts`` with ``lm.pointer`` (the advance loss is logged and
+    falls), and the model speaks through the TTS API without and with a prompt transcript (pointer from
+    ``text_start``); a dump without alignments is a clear error."""
+    from test_tts_train import CONFIG, build_corpus
+
+    from voxar.audio import MelConfig
+    from voxar.bin.align_phones import align_dump
+    from voxar.bin.train_tts import main
+    from voxar.data.phone_align import load_alignments
+    from voxar.models.griffinlim import GriffinLimVocoder
+    from voxar.train.logger import read_log
+    from voxar.tts import TTS
+
+    dump = build_corpus(tmp_path / "corpus")
+    argv = ["--config", str(CONFIG), "--dump", str(dump), "--max-steps", "12", "--threads", "1", "--no-progress"]
+    argv += ["--override", "save_every=12", "tensorboard=false", "tokenizer=phoneme", "lm.vocab_size=65",
+             "lm.pointer=true", "log_every=1"]  # fmt: skip
+    assert main([*argv[:4], "--exp", str(tmp_path / "no_align"), *argv[4:]]) != 0  # no alignments yet
+    assert align_dump(dump) == {"aligned": 32, "skipped": 0}
+    frames = load_alignments(dump)
+    assert len(frames) == 32 and all(np.all(np.diff(f) >= 0) for f in frames.values())
+    exp = tmp_path / "exp"
+    assert main([*argv[:4], "--exp", str(exp), *argv[4:]]) == 0
+    records = read_log(exp / "train_log.jsonl", split="train")
+    assert all(r["pointer"] is not None for r in records)
+    assert np.mean([r["pointer"] for r in records[-3:]]) < np.mean([r["pointer"] for r in records[:3]])
+    tts = TTS.from_pretrained(exp / "model", vocoder=GriffinLimVocoder(MelConfig.preset("16k"), n_iter=2))
+    assert tts.model.lm.pointer is not None
+    prompt = tmp_path / "corpus" / "wav" / "en-us_00.wav"
+    for prompt_text in (None, "The cat sat on the mat."):
+        wav, sr = tts.synthesize("Birds sing.", prompt_wav=prompt, prompt_text=prompt_text, head="mf", seed=0)
+        assert sr == 16000 and wav.ndim == 1 and wav.size > 0 and np.isfinite(wav).all()

@@ -164,6 +164,19 @@ fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
   log "Stage 4: TTS ${tts_config} on ${dumpdir}/${train_set} -> ${tts_exp}"
+  if grep -Eq '^[[:space:]]*pointer:[[:space:]]*true' "${tts_config}"; then
+    # a text-pointer LM trains on forced phone alignments of its dumps (packaged content encoder)
+    for dset in "${train_set}" "${valid_set}"; do
+      sig="align_phones $(stamp "${dumpdir}/${dset}/.done")"
+      if is_done "${dumpdir}/${dset}/.align.done" "${sig}"; then
+        log "Stage 4: ${dumpdir}/${dset} phone alignments already done"
+        continue
+      fi
+      log "Stage 4: phone alignments of ${dumpdir}/${dset}"
+      ${train_cmd} "${dumpdir}/${dset}/align.log" ${python} -m voxar.bin.align_phones --dump "${dumpdir}/${dset}"
+      echo "${sig}" > "${dumpdir}/${dset}/.align.done"
+    done
+  fi
   opts="--device ${device} ${thread_opt} --no-progress"
   [ -z "${tts_max_steps}" ] || opts+=" --max-steps ${tts_max_steps}"
   cmd="${launcher} -m voxar.bin.train_tts --config ${tts_config} --dump ${dumpdir}/${train_set}"

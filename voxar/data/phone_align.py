@@ -19,8 +19,9 @@ Legend: T mel frames, Te encoder frames (``T / subsample``), V classes, U phones
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def ctc_viterbi(log_probs: np.ndarray, targets: Sequence[int], blank: int) -> np
     s = 2 * u + 1  # extended labels: blank, t0, blank, t1, ..., blank
     labels = np.full(s, blank, dtype=np.int64)
     labels[1::2] = np.asarray(targets, dtype=np.int64)
-    need = u + sum(1 for a, b in zip(targets, targets[1:]) if a == b)
+    need = u + sum(1 for a, b in zip(targets, targets[1:], strict=False) if a == b)
     if need > te:
         raise ValueError(f"{u} phones need {need} frames, only {te}")
     # a state may skip the blank before it when it is a label different from the label two states back

@@ -231,3 +231,19 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     for prompt_text in (None, "The cat sat on the mat."):
         wav, sr = tts.synthesize("Birds sing.", prompt_wav=prompt, prompt_text=prompt_text, head="mf", seed=0)
         assert sr == 16000 and wav.ndim == 1 and wav.size > 0 and np.isfinite(wav).all()
+
+
+def test_decoders_without_pointer_support_say_so():
+    from types import SimpleNamespace
+
+    from voxar.models.static_decode import StaticDecoder
+    from voxar.runtime.batching import ContinuousBatcher
+
+    lm = _lm(1)
+    text, tl, _, _ = _batch()
+    with torch.no_grad():
+        _, state = lm.prefill(text, tl)
+    with pytest.raises(VoxarConfigError, match="text-pointer"):
+        StaticDecoder(lm, state)
+    with pytest.raises(VoxarConfigError, match="text-pointer"):
+        ContinuousBatcher(SimpleNamespace(model=SimpleNamespace(lm=lm)))

@@ -87,6 +87,24 @@ def test_phone_table_and_window_embedding():
     torch.testing.assert_close(e[1, 3], e[1, 4])  # U and beyond: <eos>
 
 
+def test_pointer_moves_by_the_accumulated_expected_advance():
+    """p(advance 1) = 0.4 per patch moves the pointer 4 times in 10 patches (argmax would never move it); the
+    pointer stops at the last phone."""
+    tp = TextPointer(V, 4, window=1, max_step=2, skip_ids=SKIP)
+    with torch.no_grad():
+        tp.adv_head.weight.zero_()
+        tp.adv_head.bias.copy_(torch.log(torch.tensor([0.6, 0.4, 1e-9])))
+    ptr, acc, n = torch.tensor([-1]), torch.zeros(1), torch.tensor([8])
+    seen = []
+    for _ in range(10):
+        ptr, acc = tp.next_pointer(torch.zeros(1, 4), ptr, n, acc)
+        seen.append(int(ptr))
+    assert seen[-1] == 3 and all(b - a in (0, 1) for a, b in zip(seen, seen[1:], strict=False))
+    for _ in range(40):
+        ptr, acc = tp.next_pointer(torch.zeros(1, 4), ptr, n, acc)
+    assert int(ptr) == 8
+
+
 def _lm(chunk: int = 1, seed: int = 0) -> PatchLM:
     torch.manual_seed(seed)
     cfg = LMConfig(
@@ -192,8 +210,15 @@ def test_generation_ends_and_pointer_stays_in_the_text():
     head = FlowHead(HeadConfig(mode="fm", patch_dim=N_MELS * P, cond_dim=32, width=32, n_blocks=1, history=0))
     text, tl, _, _ = _batch()
     g = torch.Generator().manual_seed(0)
-    chunks = list(stream(lm, head.eval(), text, tl, steps=2, generator=g))
+    chunks = list(stream(lm, head.eval(), text, tl, steps=2, generator=g, stop_threshold=2.0))
     assert chunks and sum(int(v[0]) for _, v in chunks) > 0
+    # the stop head never fires here (threshold 2): the pointer ends each item 5 patches after its last phone
+    with torch.no_grad():
+        lm.pointer.adv_head.bias.copy_(torch.tensor([-9.0, -9.0, -9.0, 9.0]))  # 3 phones per patch
+    chunks = list(stream(lm, head.eval(), text, tl, steps=1, generator=g, stop_threshold=2.0, pointer_tail=5))
+    frames = sum(v for _, v in chunks)
+    n_phones = torch.tensor([9, 6])  # no skip ids among the random text ids >= 6; 4 and 5 may occur
+    assert (frames // P <= -(-n_phones // 3) + 6).all(), frames
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -33,6 +33,7 @@ def stream(
     stop_threshold: float = 0.5,
     generator: torch.Generator | None = None,
     decode: str = "dynamic",
+    pointer_tail: int = 5,
     **conditioning: torch.Tensor | None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Generate chunk by chunk: yields ``(mel (B, n_mels, n * P), valid (B,))`` per emission chunk of ``n <=
@@ -43,7 +44,8 @@ def stream(
     the prompt) or ``max_patches`` / ``cfg.max_patches`` patches, so generation always ends and never yields nothing.
     ``decode``: ``"dynamic"`` (:meth:`PatchLM.step`), ``"static"`` (the fixed-shape
     :class:`~voxar.models.static_decode.StaticDecoder`, LM chunk size 1, same patches to float tolerance) or
-    ``"cuda-graph"`` (its step replayed as a CUDA graph; CUDA only).
+    ``"cuda-graph"`` (its step replayed as a CUDA graph; CUDA only). A text-pointer LM (``lm.pointer``) also ends
+    an item once its pointer has stood past the last phone for ``pointer_tail`` patches (trailing silence).
     """
     chunk = chunk_size or lm.cfg.chunk_size
     h, state = lm.prefill(text_ids, text_lens, chunk_size=chunk, **conditioning)
@@ -66,6 +68,7 @@ def stream(
         decoder = StaticDecoder(lm, state, capacity=state.caches[0].length + room, cuda_graph=decode == "cuda-graph")
     done = torch.zeros(b, dtype=torch.bool, device=h.device)
     ends = torch.zeros(b, dtype=torch.long, device=h.device)
+    tail = torch.zeros(b, dtype=torch.long, device=h.device)  # patches generated with the pointer past the text
     pending: list[torch.Tensor] = []
     n = 0
     while True:
@@ -73,6 +76,9 @@ def stream(
         n += 1
         ends = torch.where(done, ends, torch.full_like(ends, n))
         done = done | stop_now(lm.stop_head(h), n, min_len, max_len, stop_threshold)
+        if state.ptr_slots is not None:
+            tail = torch.where(state.ptr_slots[:, -1] >= state.ptr_n, tail + 1, torch.zeros_like(tail))
+            done = done | ((tail >= pointer_tail) & (n >= min_len))
         pending.append(x)
         if len(pending) == chunk or bool(done.all()):
             n0 = n - len(pending)

@@ -511,7 +511,8 @@ class PatchLM(nn.Module):
         state = LMState(caches, empty, empty, plens, n_p + 1, chunk, lp + q0, buf, **ptr_state)
         y = self._run(_cat(prefix, speech), chunk, state)
         if self.pointer is not None:
-            state.ptr = self.pointer.next_pointer(y[:, -1], torch.full((b,), -1, device=dev), state.ptr_n)
+            start, acc = torch.full((b,), -1, device=dev), torch.zeros(b, device=dev)
+            state.ptr, state.ptr_acc = self.pointer.next_pointer(y[:, -1], start, state.ptr_n, acc)
         return y[:, -1], state
 
     def step(self, prev_patch: torch.Tensor, state: LMState) -> tuple[torch.Tensor, LMState]:
@@ -545,7 +546,7 @@ class PatchLM(nn.Module):
         y = self._run(self._speech(state.prefix_lens, none, i, full, q_in, i, full), chunk, state)
         state.n_query = i + 1
         if ptr is not None:
-            state.ptr = self.pointer.next_pointer(y[:, -1], ptr, state.ptr_n)
+            state.ptr, state.ptr_acc = self.pointer.next_pointer(y[:, -1], ptr, state.ptr_n, state.ptr_acc)
         return y[:, -1], state
 
     def _embed_ptr(self, state: LMState, vals: torch.Tensor) -> torch.Tensor:

@@ -85,3 +85,4 @@ class LMState:
     ptr_ids: torch.Tensor | None = None
     ptr_table: torch.Tensor | None = None
     ptr_n: torch.Tensor | None = None
+    ptr_acc: torch.Tensor | None = None  # the expected advance not yet taken (TextPointer.next_pointer)

@@ -86,10 +86,20 @@ class TextPointer(nn.Module):
         """Advance logits ``(..., K)`` of hidden states ``h (..., D)``."""
         return self.adv_head(h)
 
-    def next_pointer(self, h: torch.Tensor, ptr: torch.Tensor, n_phones: torch.Tensor) -> torch.Tensor:
-        """Greedy decoding step: ``ptr (B,)`` + argmax advance of ``h (B, D)``, capped at ``n_phones``."""
-        step = self.advance(h).argmax(-1)
-        return torch.minimum(ptr + step, n_phones.to(ptr.device))
+    def next_pointer(
+        self, h: torch.Tensor, ptr: torch.Tensor, n_phones: torch.Tensor, acc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoding step: ``(ptr, acc)`` -> the next ``(ptr, acc)``, all ``(B,)``, from ``h (B, D)``.
+
+        The pointer moves by the *expected* advance, accumulated: ``acc += E[step]``, then it takes the whole part.
+        A phone whose advance probability is 0.4 per patch lasts 2-3 patches, as in the data, where the argmax
+        would hold it forever (p < 0.5) or move every patch (p > 0.5). Deterministic; capped at ``n_phones``.
+        """
+        probs = self.advance(h).float().softmax(-1)  # (B, K)
+        acc = acc + (probs * torch.arange(probs.shape[-1], device=h.device)).sum(-1)
+        step = acc.floor()
+        ptr = torch.minimum(ptr + step.long(), n_phones.to(ptr.device))
+        return ptr, acc - step
 
     def loss(self, logits: torch.Tensor, ptr: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the advances: ``logits (B, N, K)`` from ``h``, ``ptr (B, N)`` the aligned pointer of

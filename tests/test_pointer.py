@@ -80,10 +80,11 @@ def test_phone_table_and_window_embedding():
     pos, _ = tp.phone_table(ids, lens)
     e = tp.embed(ids, pos, torch.tensor([[-1, 0, 1, 2, 3, NO_POINTER]] * 2))
     assert e.shape == (2, 6, 8)
-    torch.testing.assert_close(e[0, 5], tp.emb.weight[-1])  # prompt slots: the "no pointer" row
-    # phone 1 of item 0 is "b" at position 3: window (",", "b", "c") from the three offset tables
+    torch.testing.assert_close(e[0, 5], tp.norm(tp.emb.weight[-1]))  # prompt slots: the "no pointer" row
+    # phone 1 of item 0 is "b" at position 3: window (",", "b", "c") from the three offset tables, RMS-normalised
     rows = tp.emb.weight
-    torch.testing.assert_close(e[0, 2], rows[0 * V + 4] + rows[1 * V + 11] + rows[2 * V + 12])
+    torch.testing.assert_close(e[0, 2], tp.norm(rows[0 * V + 4] + rows[1 * V + 11] + rows[2 * V + 12]))
+    assert abs(float(e[0, 2].square().mean().sqrt()) - 3.0) < 1e-3  # INIT_GAIN: the scale of the patch input
     torch.testing.assert_close(e[1, 3], e[1, 4])  # U and beyond: <eos>
 
 
@@ -187,7 +188,7 @@ def test_advance_head_learns_and_needs_its_inputs():
     ptr = (torch.arange(n)[None].expand(2, -1) // 2 - 1).clamp_max(5)  # one phone every two patches
     opt = torch.optim.Adam(lm.parameters(), lr=3e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(50):
         loss = lm.pointer_loss(lm(text, tl, mels, ml, pointer=ptr), ptr)
         opt.zero_grad()
         loss.backward()

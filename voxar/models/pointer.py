@@ -8,7 +8,8 @@ interleaved or aligned with the acoustic ones.
 
 **What.** Each speech query ``i`` (which predicts patch ``i``) gets, added to its input, the embedding of the text
 around phone ``ptr_i``: the tokens at offsets ``-w..w`` from that phone's position in ``<bos> text <eos>`` (each
-offset its own table, so stress marks, punctuation and the neighbouring phones are seen). ``ptr_0 = -1`` (before the
+offset its own table, so stress marks, punctuation and the neighbouring phones are seen), summed and RMS-normalised
+with a learned gain that starts at the scale of the patch input (:data:`INIT_GAIN`). ``ptr_0 = -1`` (before the
 first phone); the **advance head** on ``h_i`` classifies ``ptr_{i+1} - ptr_i`` in ``0..max_step``, so the pointer
 only moves forward, at most ``max_step`` phones a patch, and stops at ``U`` (after the last phone; its window holds
 ``<eos>``). Prompt patches (continuation) get a learned "no pointer" embedding. Training reads ``ptr`` from forced
@@ -27,6 +28,10 @@ import torch
 from torch import nn
 
 NO_POINTER = -2  # slot value of prompt patches (continuation): the learned "no pointer" embedding
+# RMS of the pointer input at initialisation. The patch encoder's output is large (RMS ~3 per channel in a trained
+# base model: an input of norm ~50 at d 256); an embedding at the usual 0.02 scale next to it is invisible, and a
+# first run ignored it (a frozen pointer rendered as well as the true one).
+INIT_GAIN = 3.0
 
 
 class TextPointer(nn.Module):
@@ -36,6 +41,8 @@ class TextPointer(nn.Module):
         super().__init__()
         self.vocab_size, self.window, self.max_step = vocab_size, window, max_step
         self.emb = nn.Embedding((2 * window + 1) * vocab_size + 1, d_model)  # the last row: "no pointer"
+        self.norm = nn.RMSNorm(d_model)  # the window sum, RMS-normalised, with a learned gain (INIT_GAIN)
+        nn.init.constant_(self.norm.weight, INIT_GAIN)
         self.adv_head = nn.Linear(d_model, max_step + 1)
         skip = torch.zeros(vocab_size, dtype=torch.bool)
         skip[[i for i in skip_ids if 0 <= i < vocab_size]] = True
@@ -79,8 +86,8 @@ class TextPointer(nn.Module):
         tok = torch.where(ok, tok, torch.zeros_like(tok))  # outside the text: <pad>
         rows = (offsets + w)[None, None, :] * v + tok  # (B, n, 2w + 1)
         out = self.emb(rows).sum(2)  # (B, n, 2w + 1, D) -> (B, n, D)
-        null = self.emb.weight[-1].to(out.dtype)
-        return torch.where(none[:, :, None], null, out)
+        out = torch.where(none[:, :, None], self.emb.weight[-1].to(out.dtype), out)
+        return self.norm(out)
 
     def advance(self, h: torch.Tensor) -> torch.Tensor:
         """Advance logits ``(..., K)`` of hidden states ``h (..., D)``."""

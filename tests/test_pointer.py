@@ -273,3 +273,26 @@ def test_decoders_without_pointer_support_say_so():
         StaticDecoder(lm, state)
     with pytest.raises(VoxarConfigError, match="text-pointer"):
         ContinuousBatcher(SimpleNamespace(model=SimpleNamespace(lm=lm)))
+
+
+def test_input_drop_removes_whole_previous_patches_in_training_only():
+    torch.manual_seed(0)
+    cfg = LMConfig(
+        vocab_size=V, n_mels=N_MELS, patch_size=P, d_model=32, n_layers=2, n_heads=4, ffn=64, ref_encoder=None,
+        speaker_dim=16, dropout=0.0, patch_dropout=0.0, input_noise=0.0, input_drop=0.5, max_patches=64,
+    )  # fmt: skip
+    lm = PatchLM(cfg).train()
+    text, tl, mels, ml = _batch()
+    mels = mels[:1].clone().requires_grad_(True)
+    out = lm(text[:1], tl[:1], mels, ml[:1])
+    (grad,) = torch.autograd.grad(out["h"].square().sum(), mels)
+    n = int(out["lengths"][0])
+    per_patch = grad[0].abs().sum(0)[: (n - 1) * P].reshape(n - 1, P).sum(-1)  # patches 0..N-2 are inputs
+    dropped = int((per_patch == 0).sum())
+    assert 0 < dropped < n - 1, (dropped, n)  # about half of the inputs are gone, not all
+    lm.eval()
+    out = lm(text[:1], tl[:1], mels, ml[:1])
+    (grad,) = torch.autograd.grad(out["h"].square().sum(), mels)
+    assert (grad[0].abs().sum(0)[: (n - 1) * P].reshape(n - 1, P).sum(-1) > 0).all()  # eval: every input is read
+    with pytest.raises(VoxarConfigError, match="input_drop"):
+        LMConfig(input_drop=1.0)

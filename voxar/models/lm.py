@@ -84,6 +84,7 @@ class LMConfig:
     ref_encoder: RefEncoderConfig | None = field(default_factory=RefEncoderConfig)
     patch_dropout: float = 0.2
     input_noise: float = 0.1
+    input_drop: float = 0.0  # training: probability that a query reads no previous patch at all (zero input)
     stop_pos_weight: float = 50.0
     stop_n_positive: int = 1
     ctc: bool = False  # a CTC phone classifier on h (training aid: h must know the phone of the patch it predicts)
@@ -103,6 +104,8 @@ class LMConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise VoxarConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.input_drop < 1.0:
+            raise VoxarConfigError(f"{where}: input_drop must be in [0, 1), got {self.input_drop}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise VoxarConfigError(f"{where}: d_model / n_heads must be an even integer")
         if not self.train_chunk_sizes or any(c < 1 for c in self.train_chunk_sizes):
@@ -272,10 +275,14 @@ class PatchLM(nn.Module):
         return Tokens(emb, kind, idx, idx), lens
 
     def _encode(self, patches: torch.Tensor) -> torch.Tensor:
-        """Patch encoder ``(B, n, F) -> (B, n, D)`` (input noise in training)."""
+        """Patch encoder ``(B, n, F) -> (B, n, D)`` (input noise and whole-patch dropout in training)."""
         if self.training and self.cfg.input_noise > 0:
             patches = patches + self.cfg.input_noise * torch.randn_like(patches)
-        return self.patch_enc(patches)
+        enc = self.patch_enc(patches)
+        if self.training and self.cfg.input_drop > 0:  # whole patches: the query must go by the text (pointer)
+            keep = torch.rand(*enc.shape[:-1], 1, device=enc.device) >= self.cfg.input_drop
+            enc = enc * keep.to(enc.dtype)
+        return enc
 
     def _query_inputs(self, enc: torch.Tensor, q0: int, q1: int) -> torch.Tensor:
         """Inputs of queries ``q0..q1-1``: ``<audio-bos>`` for query 0, else ``enc[:, i - 1]`` (``enc`` encodes

@@ -257,6 +257,10 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     for prompt_text in (None, "The cat sat on the mat."):
         wav, sr = tts.synthesize("Birds sing.", prompt_wav=prompt, prompt_text=prompt_text, head="mf", seed=0)
         assert sr == 16000 and wav.ndim == 1 and wav.size > 0 and np.isfinite(wav).all()
+    from voxar.bin.tts_probe import probe  # teacher-forced diagnosis: reads the recordings' phone alignments
+
+    report = probe(exp / "model", tmp_path / "corpus" / "data", max_utts=2, tts=tts)
+    assert report["utts"] == 2 and np.isfinite(report["mse"]["lm"])
 
 
 def test_decoders_without_pointer_support_say_so():

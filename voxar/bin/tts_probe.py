@@ -17,7 +17,8 @@ every variant) from
 The report gives each variant's MSE to the real patches (normalised mel units) and ``content_gain`` =
 MSE(mean_h) - MSE(lm). A model whose ``content_gain`` is near zero predicts each patch from the previous one and
 babbles when it runs free: its text conditioning is not used (the base model's first runs, docs/benchmarks.md).
-``--wer`` also vocodes the ``lm`` variant and the real recordings and scores both with pocketsphinx.
+``--wer`` also vocodes the ``lm`` variant and the real recordings and scores both with pocketsphinx. A text-pointer
+LM (``lm.pointer``) reads each recording's forced phone alignment (:mod:`voxar.data.phone_align`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def probe(
     sums = {v: 0.0 for v in variants}
     count = 0.0
     refs, hyps, gts = [], [], []
+    aligner = None
+    if lm.pointer is not None:  # a text-pointer LM reads the recording's forced phone alignment
+        from voxar.data.phone_align import PhoneAligner, patch_pointer
+
+        aligner = PhoneAligner()
     asr = None
     if wer:
         from voxar.eval.asr import PocketSphinxASR
@@ -76,8 +82,15 @@ def probe(
         wav, _ = load_audio(job.ref, tts.sample_rate)
         mel = torch.from_numpy(log_mel(wav, tts.mel_cfg))[None].to(tts.device)  # (1, M, T)
         ids = torch.tensor([tts.encode_text(job.text)], device=tts.device)
+        extra = {}
+        if aligner is not None:
+            ptr = patch_pointer(aligner.align(mel[0].cpu(), job.text), lm.cfg.patch_size)
+            extra["pointer"] = torch.from_numpy(ptr)[None].to(tts.device)  # (1, N)
         with torch.no_grad():
-            out = lm(ids, torch.tensor([ids.shape[1]]), mel, torch.tensor([mel.shape[-1]]), ref_mels=ref, n_history=k)
+            out = lm(
+                ids, torch.tensor([ids.shape[1]]), mel, torch.tensor([mel.shape[-1]]), ref_mels=ref, n_history=k,
+                **extra,
+            )  # fmt: skip
             h, hist, tgt = out["h"][0], out["history"][0], out["targets"][0]  # (N, D), (N, K*F), (N, F)
             valid = out["target_mask"][0].to(tgt.dtype)  # (N, F)
             noise = torch.randn(tgt.shape, generator=torch.Generator().manual_seed(seed + i)).to(tgt)

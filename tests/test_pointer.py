@@ -16,6 +16,7 @@ from voxar.data.phone_align import ctc_viterbi, frame_phones, patch_pointer, spe
 from voxar.errors import VoxarConfigError
 from voxar.models.lm import LMConfig, PatchLM
 from voxar.models.pointer import NO_POINTER, TextPointer
+from voxar.modules.streaming import clone_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -253,6 +254,10 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     assert np.mean([r["pointer"] for r in records[-3:]]) < np.mean([r["pointer"] for r in records[:3]])
     tts = TTS.from_pretrained(exp / "model", vocoder=GriffinLimVocoder(MelConfig.preset("16k"), n_iter=2))
     assert tts.model.lm.pointer is not None
+    tts.set_feedback(False)
+    wav, _ = tts.synthesize("Birds sing.", head="fm", steps=1, seed=0)
+    assert wav.size > 0 and np.isfinite(wav).all()
+    tts.set_feedback(True)
     prompt = tmp_path / "corpus" / "wav" / "en-us_00.wav"
     for prompt_text in (None, "The cat sat on the mat."):
         wav, sr = tts.synthesize("Birds sing.", prompt_wav=prompt, prompt_text=prompt_text, head="mf", seed=0)
@@ -300,3 +305,25 @@ def test_input_drop_removes_whole_previous_patches_in_training_only():
     assert (grad[0].abs().sum(0)[: (n - 1) * P].reshape(n - 1, P).sum(-1) > 0).all()  # eval: every input is read
     with pytest.raises(VoxarConfigError, match="input_drop"):
         LMConfig(input_drop=1.0)
+
+
+def test_decoding_without_feedback_reads_only_the_pointer():
+    lm = _lm(1)
+    text, tl, _, _ = _batch()
+    x1, x2 = torch.randn(2, 2, N_MELS * P)
+    with torch.no_grad():
+        _, state = lm.prefill(text, tl)
+        snap = clone_state(state)
+        h1, _ = lm.step(x1, state)
+        h2, _ = lm.step(x2, snap)
+        assert (h1 - h2).abs().max() > 1e-4  # feedback on: the generated patch matters
+        lm.feedback = False
+        _, state = lm.prefill(text, tl)
+        snap = clone_state(state)
+        h1, _ = lm.step(x1, state)
+        h2, _ = lm.step(x2, snap)
+    torch.testing.assert_close(h1, h2)  # off: it does not
+    lm2 = _lm(2)
+    lm2.feedback = False
+    with torch.no_grad(), pytest.raises(VoxarConfigError, match="chunk size 1"):
+        lm2.step(x1, lm2.prefill(text, tl)[1])

@@ -223,3 +223,10 @@ def test_cli_user_errors_are_one_line(paths, prompt):
     r = run_voxar("tts", "--text", "  ", "--model", str(paths["model"]), "--vocoder", "griffin-lim", "-o", "x.wav")
     lines = r.stderr.decode().strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "empty" in lines[0], lines
+
+
+def test_feedback_off_needs_a_text_pointer_lm(tts):
+    with pytest.raises(VoxarConfigError, match="text-pointer"):
+        tts.set_feedback(False)
+    tts.set_feedback(True)  # the default, always allowed
+    assert tts.model.lm.feedback

@@ -172,6 +172,13 @@ class TTS:
         for head in self.model.heads().values():
             head.cfg.temperature = float(temperature)
 
+    def set_feedback(self, on: bool) -> None:
+        """Whether the LM reads each generated patch back (the default). Off, a text-pointer LM trained with
+        ``input_drop`` generates from the text pointer alone, free of its own audio's errors (chunk size 1)."""
+        if not on and self.model.lm.pointer is None:
+            raise VoxarConfigError("decoding without feedback needs a text-pointer LM (lm.pointer)")
+        self.model.lm.feedback = bool(on)
+
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model (not the vocoder) as a TTS model directory that :meth:`from_pretrained` reads."""
         import json

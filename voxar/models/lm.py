@@ -168,6 +168,9 @@ class PatchLM(nn.Module):
         )
         self.null_spk = nn.Parameter(torch.zeros(d))
         self.audio_bos = nn.Parameter(torch.zeros(d))
+        # decoding reads each generated patch back (True, the AR default); False: queries read only the text
+        # pointer, as the input_drop share of training did (no feedback of the model's own audio; chunk size 1)
+        self.feedback = True
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
         for m in self.modules():
@@ -547,7 +550,12 @@ class PatchLM(nn.Module):
                 self._run(clean, chunk, state)
                 state.chunk_start = state.caches[0].length
                 state.buf = state.buf[:, :0]
-        q_in = self._encode(prev_patch[:, None])  # (B, 1, D): query i's input is patch i - 1
+        if self.feedback:
+            q_in = self._encode(prev_patch[:, None])  # (B, 1, D): query i's input is patch i - 1
+        elif chunk > 1:
+            raise VoxarConfigError("decoding without feedback needs LM chunk size 1")
+        else:
+            q_in = prev_patch.new_zeros(b, 1, self.cfg.d_model)  # what input_drop trained: no previous patch
         if ptr is not None:
             q_in = q_in + self._embed_ptr(state, ptr[:, None])
         y = self._run(self._speech(state.prefix_lens, none, i, full, q_in, i, full), chunk, state)

@@ -242,7 +242,7 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     dump = build_corpus(tmp_path / "corpus")
     argv = ["--config", str(CONFIG), "--dump", str(dump), "--max-steps", "12", "--threads", "1", "--no-progress"]
     argv += ["--override", "save_every=12", "tensorboard=false", "tokenizer=phoneme", "lm.vocab_size=65",
-             "lm.pointer=true", "log_every=1"]  # fmt: skip
+             "lm.pointer=true", "log_every=1", "feedback=false"]  # fmt: skip
     assert main([*argv[:4], "--exp", str(tmp_path / "no_align"), *argv[4:]]) != 0  # no alignments yet
     assert align_dump(dump) == {"aligned": 32, "skipped": 0}
     frames = load_alignments(dump)
@@ -253,8 +253,7 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     assert all(r["pointer"] is not None for r in records)
     assert np.mean([r["pointer"] for r in records[-3:]]) < np.mean([r["pointer"] for r in records[:3]])
     tts = TTS.from_pretrained(exp / "model", vocoder=GriffinLimVocoder(MelConfig.preset("16k"), n_iter=2))
-    assert tts.model.lm.pointer is not None
-    tts.set_feedback(False)
+    assert tts.model.lm.pointer is not None and tts.model.lm.feedback is False  # the model dir's default
     wav, _ = tts.synthesize("Birds sing.", head="fm", steps=1, seed=0)
     assert wav.size > 0 and np.isfinite(wav).all()
     tts.set_feedback(True)
@@ -327,3 +326,12 @@ def test_decoding_without_feedback_reads_only_the_pointer():
     lm2.feedback = False
     with torch.no_grad(), pytest.raises(VoxarConfigError, match="chunk size 1"):
         lm2.step(x1, lm2.prefill(text, tl)[1])
+
+
+def test_feedback_off_as_a_model_default_needs_a_pointer():
+    from voxar.models.tts_model import TTSModel, TTSModelConfig
+
+    with pytest.raises(VoxarConfigError, match="feedback: false"):
+        TTSModelConfig(feedback=False)
+    cfg = TTSModelConfig(lm=LMConfig(pointer=True, pointer_skip_ids=SKIP), feedback=False)
+    assert TTSModel(cfg).lm.feedback is False

@@ -173,8 +173,9 @@ class TTS:
             head.cfg.temperature = float(temperature)
 
     def set_feedback(self, on: bool) -> None:
-        """Whether the LM reads each generated patch back (the default). Off, a text-pointer LM trained with
-        ``input_drop`` generates from the text pointer alone, free of its own audio's errors (chunk size 1)."""
+        """Whether the LM reads each generated patch back (default: the model directory's ``feedback``, normally
+        on). Off, a text-pointer LM trained with ``input_drop`` generates from the text pointer alone, free of its own
+        audio's errors (chunk size 1)."""
         if not on and self.model.lm.pointer is None:
             raise VoxarConfigError("decoding without feedback needs a text-pointer LM (lm.pointer)")
         self.model.lm.feedback = bool(on)

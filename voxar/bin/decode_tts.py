@@ -4,7 +4,7 @@ Usage::
 
     python -m voxar.bin.decode_tts --model exp/tts_tiny/model --vocoder exp/vocoder_tiny/model --data data/test \\
         --out exp/tts_tiny/decode_test [--prompt-data data/train] [--max-utts N] [--part K --parts N] \\
-        [--head fm|mf] [--steps S] [--cfg X] [--seed S] [--temperature T] [--no-feedback] [--continuation] \\
+        [--head fm|mf] [--steps S] [--cfg X] [--seed S] [--temperature T] [--[no-]feedback] [--continuation] \\
         [--max-seconds S] [--device cpu|cuda] [--threads T]
 
 For each utterance of the Kaldi directory ``--data`` (``wav.scp``, ``text``, ``utt2spk``; ``utt2dur`` is used when
@@ -214,7 +214,8 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     tts = TTS.from_pretrained(args.model, vocoder=args.vocoder, device=args.device)
     tts.set_temperature(args.temperature)
-    tts.set_feedback(not args.no_feedback)
+    if args.feedback is not None:
+        tts.set_feedback(args.feedback)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     rows, prompts = [], []
     audio_s = compute_s = 0.0
@@ -242,8 +243,8 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
     stats = {
         "utterances": len(rows), "failed": failed, "audio_seconds": round(audio_s, 3),
         "compute_seconds": round(compute_s, 3), "rtf": round(compute_s / audio_s, 4) if audio_s else None,
-        "head": args.head, "steps": args.steps, "temperature": args.temperature, "feedback": not args.no_feedback,
-        "continuation": args.continuation,
+        "head": args.head, "steps": args.steps, "temperature": args.temperature,
+        "feedback": bool(tts.model.lm.feedback), "continuation": args.continuation,
         "max_seconds": args.max_seconds,
         "device": args.device,
         "model": str(Path(args.model).resolve()), "vocoder": args.vocoder,
@@ -273,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--temperature", type=float, default=None, help="sampling noise scale, 0-2 (default: the model's)")
     p.add_argument(
-        "--no-feedback", action="store_true", help="text-pointer LMs: generate without reading back the patches"
-    )
+        "--feedback", action=argparse.BooleanOptionalAction, default=None,
+        help="read generated patches back (--no-feedback: text-pointer LMs only; default: the model's setting)",
+    )  # fmt: skip
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop generating at S seconds (0: no cap)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -77,6 +77,7 @@ class TTSTrainConfig:
     ctc_weight: float = 0.0  # CTC of the target's phones from the LM states (needs lm.ctc: true); 0 = off
     sched_sampling: float = 0.0  # probability that a previous-patch input is the model's own prediction (0 = off)
     pointer_weight: float = 1.0  # advance-head loss of the text pointer (lm.pointer: true; needs phone alignments)
+    feedback: bool = True  # the model directory's decoding default (false: from the text pointer alone)
     # conditioning
     prompt_prob: float = 0.3
     spk_drop: float = 0.05
@@ -132,7 +133,7 @@ class TTSTrainConfig:
         """The :class:`voxar.tts.TTSModelConfig` of this run (``tokenizer``: ``Tokenizer.to_dict()``)."""
         from voxar.tts import TTSModelConfig
 
-        return TTSModelConfig(self.preset, self.lm, self.fm_head, self.mf_head, tokenizer)
+        return TTSModelConfig(self.preset, self.lm, self.fm_head, self.mf_head, tokenizer, self.feedback)
 
 
 def pointer_skip_ids(tokenizer: Any) -> list[int]:

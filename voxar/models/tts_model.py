@@ -32,9 +32,13 @@ class TTSModelConfig:
     fm_head: HeadConfig = field(default_factory=lambda: HeadConfig.named("tiny"))
     mf_head: HeadConfig | None = field(default_factory=default_mf_head)
     tokenizer: dict[str, Any] = field(default_factory=dict)
+    feedback: bool = True  # decoding default: read generated patches back (False: text-pointer LMs only)
 
     def __post_init__(self) -> None:
         from voxar.audio import MelConfig
+
+        if not self.feedback and not self.lm.pointer:
+            raise VoxarConfigError("TTS config: feedback: false needs a text-pointer LM (lm.pointer: true)")
 
         mel = MelConfig.preset(self.preset)
         if mel.n_mels != self.lm.n_mels:
@@ -63,6 +67,7 @@ class TTSModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lm = PatchLM(cfg.lm)
+        self.lm.feedback = cfg.feedback
         self.fm_head = FlowHead(cfg.fm_head)
         self.mf_head = FlowHead(cfg.mf_head) if cfg.mf_head is not None else None
 

@@ -28,11 +28,11 @@ def align_dump(dump: str | Path, model: str | Path | None = None, max_utts: int 
 
     from voxar.data.dataset import MelDataset
     from voxar.data.phone_align import ALIGN_FILE, PhoneAligner
-    from voxar.errors import VoxarTextError
+    from voxar.errors import VoxarDataError, VoxarTextError
 
     ds = MelDataset(dump)
     if ds.mel_config().sample_rate != 16000:
-        raise SystemExit(f"{dump}: phone alignment needs the 16k mel preset (the content encoder's)")
+        raise VoxarDataError(f"{dump}: phone alignment needs the 16k mel preset (the content encoder's)")
     aligner = PhoneAligner(model)
     out: dict[str, np.ndarray] = {}
     skipped = 0
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         align_dump(args.dump, args.model, args.max_utts)
     except VoxarError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from voxar.errors import VoxarDataError
+from voxar.models.content import DEFAULT_CTC_SKIP
 
 ALIGN_FILE = "phone_align.safetensors"
 SILENCE_DB = 35.0  # frames quieter than the utterance's loudest by this much are silence (leading/trailing)
@@ -46,7 +47,9 @@ def ctc_viterbi(log_probs: np.ndarray, targets: Sequence[int], blank: int) -> np
     skip[3::2] = labels[3::2] != labels[1:-2:2]
     emit = log_probs[:, labels]  # (Te, S)
     score = np.full(s, -np.inf)
-    score[0], score[1 % s] = emit[0, 0], emit[0, 1 % s] if u else -np.inf
+    score[0] = emit[0, 0]
+    if u:
+        score[1] = emit[0, 1]
     back = np.zeros((te, s), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
     for t in range(1, te):
         one = np.concatenate([[-np.inf], score[:-1]])
@@ -73,10 +76,8 @@ def frame_phones(spikes: np.ndarray, n_phones: int, speech: np.ndarray) -> np.nd
     ks = spikes[hit]
     first = np.full(n_phones, -1)
     last = np.full(n_phones, -1)
-    for f, k in zip(hit[::-1], ks[::-1], strict=True):
-        first[k] = f
-    for f, k in zip(hit, ks, strict=True):
-        last[k] = f
+    first[ks[::-1]] = hit[::-1]  # repeated indices: the last assignment wins
+    last[ks] = hit
     # forward-fill the spikes, then give each gap's second half to the next phone
     out[:] = 0
     for k in range(n_phones):
@@ -120,7 +121,7 @@ class PhoneAligner:
 
         self.rec = PhoneRecognizer(model_dir)
         self.model_dir = str(model_dir or "packaged")
-        self.skip = list(self.rec.model.cfg.ctc_skip)
+        self.skip = list(DEFAULT_CTC_SKIP)  # what PhoneRecognizer.targets drops (and the TTS pointer's skip ids)
 
     def phones(self, text: str) -> list[int]:
         """The phone ids of ``text`` (the CTC targets)."""

@@ -107,15 +107,17 @@ def test_pointer_moves_by_the_accumulated_expected_advance():
     assert int(ptr) == 8
 
 
-def _lm(chunk: int = 1, seed: int = 0) -> PatchLM:
+def _lm(chunk: int = 1, seed: int = 0, dwell: int = 0) -> PatchLM:
     torch.manual_seed(seed)
     cfg = LMConfig(
         vocab_size=V, n_mels=N_MELS, patch_size=P, d_model=32, n_layers=2, n_heads=4, ffn=64, ref_encoder=None,
         speaker_dim=16, attn_impl="math", chunk_size=chunk, max_patches=64, pointer=True, pointer_skip_ids=SKIP,
+        pointer_dwell=dwell,
     )  # fmt: skip
     lm = PatchLM(cfg).eval()
-    with torch.no_grad():  # an advance head that moves: bias towards +1
-        lm.pointer.adv_head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, -1.0]))
+    with torch.no_grad():  # an advance head that moves: bias towards +1 (with a dwell input: ~0.5 phone a patch)
+        bias = [1.0, 0.0, -1.0, -2.0] if dwell else [0.0, 0.5, 0.0, -1.0]
+        lm.pointer.adv_head.bias.copy_(torch.tensor(bias))
     return lm
 
 
@@ -138,9 +140,24 @@ def _free_decode(lm, targets, chunk, **cond):
     return torch.stack(hs, 1), state
 
 
-@pytest.mark.parametrize("chunk", [1, 2])
-def test_decode_equals_teacher_forced_with_the_chosen_pointers(chunk):
-    lm = _lm(chunk)
+def test_dwell_counts_slots_since_the_pointer_moved():
+    tp = TextPointer(V, 4, window=1, max_step=2, skip_ids=SKIP, max_dwell=3)
+    ptr = torch.tensor([[NO_POINTER, NO_POINTER, -1, 0, 0, 0, 0, 0, 0, 2, 3, 3]])
+    assert tp.dwell(ptr).tolist() == [[0, 1, 0, 0, 1, 2, 3, 3, 3, 0, 0, 1]]
+    ids = torch.tensor([[2, 7, 8, 9, 3]])
+    pos, _ = tp.phone_table(ids, torch.tensor([3]))
+    vals = torch.tensor([[0, 0, 0]])
+    a, b = tp.embed(ids, pos, vals, torch.tensor([[0, 1, 5]])).unbind(1)[1:]
+    assert not torch.allclose(tp.embed(ids, pos, vals, torch.tensor([[0, 0, 0]]))[0, 1], a)  # dwell is an input
+    assert not torch.allclose(a, b)
+    assert torch.allclose(b, tp.embed(ids, pos, vals, torch.tensor([[0, 1, 3]]))[0, 2])  # clamped at max_dwell
+    with pytest.raises(ValueError, match="dwell"):
+        tp.embed(ids, pos, vals)
+
+
+@pytest.mark.parametrize(("chunk", "dwell"), [(1, 0), (2, 0), (1, 3), (2, 3)])
+def test_decode_equals_teacher_forced_with_the_chosen_pointers(chunk, dwell):
+    lm = _lm(chunk, dwell=dwell)
     text, tl, mels, ml = _batch()
     with torch.no_grad():
         targets, n_tgt, _ = lm.patchify(mels, ml)
@@ -149,6 +166,8 @@ def test_decode_equals_teacher_forced_with_the_chosen_pointers(chunk):
         assert ptr.shape == targets.shape[:2] and (ptr[:, 0] == -1).all()
         assert (ptr.diff(dim=1) >= 0).all() and (ptr.diff(dim=1) <= 3).all()
         assert (ptr.max(1).values <= state.ptr_n).all() and (ptr.max(1).values > 0).all()
+        if dwell:  # the pointer stayed on some phones: dwells > 0 were read
+            assert (lm.pointer.dwell(ptr) > 0).any()
         out = lm(text, tl, mels, ml, pointer=ptr)
         assert out["adv_logits"].shape == (*targets.shape[:2], 4)
     mask = out["mask"]
@@ -166,9 +185,10 @@ def test_decode_equals_teacher_forced_with_the_chosen_pointers(chunk):
     assert (hs - out["h"])[out["mask"]].abs().max() < 1e-5
 
 
-def test_no_output_depends_on_a_later_pointer():
+@pytest.mark.parametrize("dwell", [0, 3])
+def test_no_output_depends_on_a_later_pointer(dwell):
     """h_i reads the pointers of queries <= i only: changing pointer j moves h_j and later, never earlier."""
-    lm = _lm(1)
+    lm = _lm(1, dwell=dwell)
     text, tl, mels, ml = _batch()
     n = int(lm.patchify(mels[:1], ml[:1])[1][0])
     base = torch.arange(n)[None].clamp_max(6) - 1  # -1, 0, 1, ...
@@ -242,7 +262,7 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     dump = build_corpus(tmp_path / "corpus")
     argv = ["--config", str(CONFIG), "--dump", str(dump), "--max-steps", "12", "--threads", "1", "--no-progress"]
     argv += ["--override", "save_every=12", "tensorboard=false", "tokenizer=phoneme", "lm.vocab_size=65",
-             "lm.pointer=true", "log_every=1", "feedback=false"]  # fmt: skip
+             "lm.pointer=true", "lm.pointer_dwell=4", "log_every=1", "feedback=false"]  # fmt: skip
     assert main([*argv[:4], "--exp", str(tmp_path / "no_align"), *argv[4:]]) != 0  # no alignments yet
     assert align_dump(dump) == {"aligned": 32, "skipped": 0}
     frames = load_alignments(dump)

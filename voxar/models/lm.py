@@ -92,6 +92,7 @@ class LMConfig:
     pointer: bool = False
     pointer_window: int = 2  # text tokens each side of the pointed-at phone
     pointer_max_step: int = 3  # phones the pointer may advance per patch
+    pointer_dwell: int = 0  # > 0: queries also read how long the pointer has stayed (clamped to this); 0: off
     pointer_skip_ids: list[int] = field(default_factory=list)  # token ids that are not phones (set by the trainer)
     pad_id: int = 0
     bos_id: int = 2
@@ -162,7 +163,9 @@ class PatchLM(nn.Module):
         # CTC over the target text from the query states (blank = pad_id); see :meth:`ctc_loss`
         self.ctc_head = nn.Linear(d, cfg.vocab_size) if cfg.ctc else None
         self.pointer = (
-            TextPointer(cfg.vocab_size, d, cfg.pointer_window, cfg.pointer_max_step, cfg.pointer_skip_ids)
+            TextPointer(
+                cfg.vocab_size, d, cfg.pointer_window, cfg.pointer_max_step, cfg.pointer_skip_ids, cfg.pointer_dwell
+            )
             if cfg.pointer
             else None
         )
@@ -256,7 +259,7 @@ class PatchLM(nn.Module):
         assert self.pointer is not None
         ids = self._ids(text_ids, text_lens)
         table, n_phones = self.pointer.phone_table(ids, text_lens, text_start)
-        return self.pointer.embed(ids, table, ptr), ids, table, n_phones
+        return self.pointer.embed(ids, table, ptr, self.pointer.dwell(ptr)), ids, table, n_phones
 
     def _prefix(
         self, text_ids: torch.Tensor, text_lens: torch.Tensor, spk: torch.Tensor
@@ -545,7 +548,7 @@ class PatchLM(nn.Module):
                 state.key_idx = state.key_idx[:, : state.chunk_start]
                 clean_in = self._encode(state.buf)  # (B, C, D): clean j = i - C .. i - 1 reads slot j + 1
                 if ptr is not None:
-                    clean_in = clean_in + self._embed_ptr(state, state.ptr_slots[:, i - chunk + 1 : i + 1])
+                    clean_in = clean_in + self._embed_ptr(state, i - chunk + 1, i + 1)
                 clean = self._speech(state.prefix_lens, clean_in, i - chunk, full, none, i, full)
                 self._run(clean, chunk, state)
                 state.chunk_start = state.caches[0].length
@@ -557,13 +560,17 @@ class PatchLM(nn.Module):
         else:
             q_in = prev_patch.new_zeros(b, 1, self.cfg.d_model)  # what input_drop trained: no previous patch
         if ptr is not None:
-            q_in = q_in + self._embed_ptr(state, ptr[:, None])
+            q_in = q_in + self._embed_ptr(state, i, i + 1)  # ptr_slots[:, i] is ptr
         y = self._run(self._speech(state.prefix_lens, none, i, full, q_in, i, full), chunk, state)
         state.n_query = i + 1
         if ptr is not None:
             state.ptr, state.ptr_acc = self.pointer.next_pointer(y[:, -1], ptr, state.ptr_n, state.ptr_acc)
         return y[:, -1], state
 
-    def _embed_ptr(self, state: LMState, vals: torch.Tensor) -> torch.Tensor:
-        """Pointer embeddings ``(B, n, D)`` of slot values ``vals (B, n)`` for ``state``'s text."""
-        return self.pointer.embed(state.ptr_ids, state.ptr_table, vals)
+    def _embed_ptr(self, state: LMState, lo: int, hi: int) -> torch.Tensor:
+        """Pointer embeddings ``(B, hi - lo, D)`` of slots ``lo:hi`` of ``state.ptr_slots`` for ``state``'s text
+        (the dwell is counted over the whole slot history)."""
+        vals, dwell = state.ptr_slots[:, lo:hi], None
+        if self.cfg.pointer_dwell:  # enough history that the first of the slots can reach the clamp
+            dwell = self.pointer.dwell(state.ptr_slots[:, max(0, lo - self.cfg.pointer_dwell) : hi])[:, -(hi - lo) :]
+        return self.pointer.embed(state.ptr_ids, state.ptr_table, vals, dwell)

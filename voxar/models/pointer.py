@@ -12,7 +12,9 @@ offset its own table, so stress marks, punctuation and the neighbouring phones a
 with a learned gain that starts at the scale of the patch input (:data:`INIT_GAIN`). ``ptr_0 = -1`` (before the
 first phone); the **advance head** on ``h_i`` classifies ``ptr_{i+1} - ptr_i`` in ``0..max_step``, so the pointer
 only moves forward, at most ``max_step`` phones a patch, and stops at ``U`` (after the last phone; its window holds
-``<eos>``). Prompt patches (continuation) get a learned "no pointer" embedding. Training reads ``ptr`` from forced
+``<eos>``). Prompt patches (continuation) get a learned "no pointer" embedding. With ``max_dwell > 0`` the input
+also holds the **dwell**: how many earlier queries read the same phone (clamped to ``max_dwell``), so a query knows
+how far into its phone it is without counting through attention, and the advance head becomes a hazard on it. Training reads ``ptr`` from forced
 alignments (:mod:`voxar.data.phone_align`); decoding takes the advance head's argmax.
 
 Phones are the text tokens that are not in ``skip_ids`` (specials, spaces, punctuation, stress marks: the same set
@@ -37,10 +39,13 @@ INIT_GAIN = 3.0
 class TextPointer(nn.Module):
     """Window embedding of the pointed-at phone and the advance head (module docstring)."""
 
-    def __init__(self, vocab_size: int, d_model: int, window: int, max_step: int, skip_ids: list[int]) -> None:
+    def __init__(
+        self, vocab_size: int, d_model: int, window: int, max_step: int, skip_ids: list[int], max_dwell: int = 0
+    ) -> None:
         super().__init__()
-        self.vocab_size, self.window, self.max_step = vocab_size, window, max_step
+        self.vocab_size, self.window, self.max_step, self.max_dwell = vocab_size, window, max_step, max_dwell
         self.emb = nn.Embedding((2 * window + 1) * vocab_size + 1, d_model)  # the last row: "no pointer"
+        self.dwell_emb = nn.Embedding(max_dwell + 1, d_model) if max_dwell > 0 else None
         self.norm = nn.RMSNorm(d_model)  # the window sum, RMS-normalised, with a learned gain (INIT_GAIN)
         nn.init.constant_(self.norm.weight, INIT_GAIN)
         self.adv_head = nn.Linear(d_model, max_step + 1)
@@ -73,8 +78,21 @@ class TextPointer(nn.Module):
         pos[:, 0] = (first - 1).clamp_min(0)
         return pos, n_phones
 
-    def embed(self, ids: torch.Tensor, pos: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
-        """``ptr (B, n)`` pointer values (``-1..U``, or :data:`NO_POINTER`) -> embeddings ``(B, n, D)``."""
+    def dwell(self, ptr: torch.Tensor) -> torch.Tensor:
+        """``ptr (B, n)`` a whole slot sequence -> ``(B, n)``: how many slots before each one hold the same value
+        (the pointer is monotonic, so: slots since it last moved), clamped to ``max_dwell``."""
+        n = ptr.shape[1]
+        idx = torch.arange(n, device=ptr.device)[None, :].expand_as(ptr)  # (B, n)
+        moved = torch.ones_like(ptr, dtype=torch.bool)
+        moved[:, 1:] = ptr[:, 1:] != ptr[:, :-1]
+        start = torch.where(moved, idx, torch.zeros_like(idx)).cummax(1).values  # (B, n): first slot of each run
+        return (idx - start).clamp_max(self.max_dwell)
+
+    def embed(
+        self, ids: torch.Tensor, pos: torch.Tensor, ptr: torch.Tensor, dwell: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``ptr (B, n)`` pointer values (``-1..U``, or :data:`NO_POINTER`) -> embeddings ``(B, n, D)``; ``dwell
+        (B, n)`` (:meth:`dwell`) is required when ``max_dwell > 0``."""
         w, v = self.window, self.vocab_size
         none = ptr == NO_POINTER
         p = ptr.clamp(-1, pos.shape[1] - 2) + 1
@@ -86,6 +104,10 @@ class TextPointer(nn.Module):
         tok = torch.where(ok, tok, torch.zeros_like(tok))  # outside the text: <pad>
         rows = (offsets + w)[None, None, :] * v + tok  # (B, n, 2w + 1)
         out = self.emb(rows).sum(2)  # (B, n, 2w + 1, D) -> (B, n, D)
+        if self.dwell_emb is not None:
+            if dwell is None:
+                raise ValueError("this pointer has a dwell input (max_dwell > 0): pass dwell")
+            out = out + self.dwell_emb(dwell.clamp(0, self.max_dwell))
         out = torch.where(none[:, :, None], self.emb.weight[-1].to(out.dtype), out)
         return self.norm(out)
 

@@ -14,8 +14,9 @@ first phone); the **advance head** on ``h_i`` classifies ``ptr_{i+1} - ptr_i`` i
 only moves forward, at most ``max_step`` phones a patch, and stops at ``U`` (after the last phone; its window holds
 ``<eos>``). Prompt patches (continuation) get a learned "no pointer" embedding. With ``max_dwell > 0`` the input
 also holds the **dwell**: how many earlier queries read the same phone (clamped to ``max_dwell``), so a query knows
-how far into its phone it is without counting through attention, and the advance head becomes a hazard on it. Training reads ``ptr`` from forced
-alignments (:mod:`voxar.data.phone_align`); decoding takes the advance head's argmax.
+how far into its phone it is without counting through attention, and the advance head becomes a hazard on it.
+Training reads ``ptr`` from forced alignments (:mod:`voxar.data.phone_align`); decoding moves it by the accumulated
+expected advance (:meth:`TextPointer.next_pointer`).
 
 Phones are the text tokens that are not in ``skip_ids`` (specials, spaces, punctuation, stress marks: the same set
 as the content encoder's CTC targets, so the alignments index the same sequence). With a prompt transcript the text

@@ -287,22 +287,6 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     assert report["utts"] == 2 and np.isfinite(report["mse"]["lm"])
 
 
-def test_decoders_without_pointer_support_say_so():
-    from types import SimpleNamespace
-
-    from voxar.models.static_decode import StaticDecoder
-    from voxar.runtime.batching import ContinuousBatcher
-
-    lm = _lm(1)
-    text, tl, _, _ = _batch()
-    with torch.no_grad():
-        _, state = lm.prefill(text, tl)
-    with pytest.raises(VoxarConfigError, match="text-pointer"):
-        StaticDecoder(lm, state)
-    with pytest.raises(VoxarConfigError, match="text-pointer"):
-        ContinuousBatcher(SimpleNamespace(model=SimpleNamespace(lm=lm)))
-
-
 def test_input_drop_removes_whole_previous_patches_in_training_only():
     torch.manual_seed(0)
     cfg = LMConfig(

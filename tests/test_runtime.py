@@ -203,6 +203,40 @@ def test_continuous_batching_equals_single_streams(tts):
         np.testing.assert_allclose(np.concatenate(outs[i]), ref, atol=1e-5)
 
 
+def test_continuous_batching_of_a_text_pointer_lm_equals_single_streams():
+    """Pointer LMs (dwell input, no feedback): each stream's pointer moves as in single-stream decoding, and each
+    segment ends by the pointer's tail (the stop head is silenced), with a prompt transcript too (text_start)."""
+    tts = random_tts("tiny", seed=1, pointer=True)
+    lm = tts.model.lm
+    assert lm.pointer is not None and lm.feedback is False
+    with torch.no_grad():  # about half a phone a patch
+        lm.pointer.adv_head.bias.copy_(torch.tensor([1.0, 0.0, -1.0, -2.0]))
+    texts = ["Hello there.", "How are you today? Fine.", "Fine."]
+    outs: dict[int, list[np.ndarray]] = {}
+
+    def on_audio(req, pcm, final):
+        outs.setdefault(req.tag, []).append(pcm)
+
+    prompt = (0.3 * np.sin(np.arange(16000) / 7.0)).astype(np.float32)
+    batcher = ContinuousBatcher(tts, head="fm", steps=2, chunk=4, max_batch=2)
+    conds = [tts._conditioning(None, None), tts._conditioning(prompt, "A tone."), tts._conditioning(None, None)]
+    reqs = [
+        Request(tts.encode_sentences(t), *conds[i], torch.Generator().manual_seed(i), on_audio, tag=i)
+        for i, t in enumerate(texts)
+    ]
+    for r in reqs:
+        batcher.submit(r)
+    batcher.run()
+    assert all(r.finished for r in reqs)
+    for i, t in enumerate(texts):
+        args = (prompt, "A tone.") if i == 1 else (None, None)
+        mels = tts.synthesize_mels(t, *args, head="fm", steps=2, seed=i)
+        # ended by the pointer, not by the length guard (4 patches a token + 25)
+        assert all(m.shape[1] < 4 * (4 * len(t) + 25) for m in mels)
+        ref = np.concatenate([tts.vocode(m) for m in mels])
+        np.testing.assert_allclose(np.concatenate(outs[i]), ref, atol=1e-5)
+
+
 def test_batching_needs_a_chunk_one_lm(tts):
     import copy
 

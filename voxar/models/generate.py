@@ -76,8 +76,9 @@ def stream(
         n += 1
         ends = torch.where(done, ends, torch.full_like(ends, n))
         done = done | stop_now(lm.stop_head(h), n, min_len, max_len, stop_threshold)
-        if state.ptr_slots is not None:
-            tail = torch.where(state.ptr_slots[:, -1] >= state.ptr_n, tail + 1, torch.zeros_like(tail))
+        if state.ptr_slots is not None:  # the phone the query that made h read
+            read = decoder.last_ptr if decoder is not None else state.ptr_slots[:, -1]
+            tail = torch.where(read >= state.ptr_n, tail + 1, torch.zeros_like(tail))
             done = done | ((tail >= pointer_tail) & (n >= min_len))
         pending.append(x)
         if len(pending) == chunk or bool(done.all()):

@@ -9,7 +9,9 @@ LM, ``chunk_size`` 1) on buffers whose shapes never change:
   written at the slot held in a device tensor (``index_copy_``), not at a Python offset;
 - attention runs over the whole capacity with a ``(B, 1, 1, capacity)`` boolean key mask (the prefix without its
   padding, the queries so far, the new query), updated in place;
-- positions (``prefix_len + i``) and the write slot are device tensors advanced in place at the end of the step.
+- positions (``prefix_len + i``) and the write slot are device tensors advanced in place at the end of the step;
+- a text-pointer LM (``lm.pointer``) keeps its pointer, accumulated advance and dwell in device tensors too: the
+  step embeds the pointed-at phone and moves the pointer (:meth:`TextPointer.next_pointer`) inside the graph.
 
 So the step is a fixed sequence of kernels on fixed addresses: with ``cuda_graph=True`` (CUDA only) it is captured
 once into a :class:`torch.cuda.CUDAGraph` and each step is one replay. Without it (any device) the same code runs
@@ -58,8 +60,6 @@ class StaticDecoder:
     def __init__(self, lm: PatchLM, state: LMState, capacity: int | None = None, cuda_graph: bool = False) -> None:
         if state.chunk_size != 1:
             raise VoxarConfigError(f"static decoding needs an LM chunk size of 1, got {state.chunk_size}")
-        if lm.pointer is not None:
-            raise VoxarConfigError("static decoding does not support text-pointer LMs (lm.pointer) yet; use 'dynamic'")
         if lm.training:
             raise VoxarConfigError("static decoding runs in eval mode (call lm.eval())")
         first = state.caches[0]
@@ -86,20 +86,46 @@ class StaticDecoder:
         self.out = torch.zeros(b, lm.cfg.d_model, device=dev, dtype=lm.audio_bos.dtype)  # (B, D) static output
         self.steps_left = cap - s0
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.pointer = lm.pointer is not None
+        if self.pointer:  # (B,) each: the next query's phone, the advance not yet taken, the last query's phone/dwell
+            assert state.ptr is not None and state.ptr_slots is not None and state.ptr_acc is not None
+            self.ptr, self.acc = state.ptr.clone(), state.ptr_acc.clone()
+            self.last_ptr = state.ptr_slots[:, -1].clone()
+            self.dwell = lm.pointer.dwell(state.ptr_slots)[:, -1].clone()
+            self.ptr_ids, self.ptr_table, self.ptr_n = state.ptr_ids, state.ptr_table, state.ptr_n
 
     def _step(self) -> None:
         """One step on the static buffers (eager, or recorded by a CUDA graph capture)."""
         lm = self.lm
-        x = lm._encode(self.inp[:, None])  # (B, F) -> (B, 1, D): the query's input is the previous patch
+        if lm.feedback:
+            x = lm._encode(self.inp[:, None])  # (B, F) -> (B, 1, D): the query's input is the previous patch
+        else:
+            x = self.inp.new_zeros(self.inp.shape[0], 1, lm.cfg.d_model)  # no feedback: the pointer alone
+        if self.pointer:
+            assert lm.pointer is not None
+            same = self.ptr == self.last_ptr
+            self.dwell.copy_(
+                torch.where(same, self.dwell + 1, torch.zeros_like(self.dwell)).clamp_max(lm.pointer.max_dwell)
+            )
+            self.last_ptr.copy_(self.ptr)
+            dwell = self.dwell[:, None] if lm.pointer.max_dwell else None
+            x = x + lm.pointer.embed(self.ptr_ids, self.ptr_table, self.ptr[:, None], dwell)  # (B, 1, D)
         self.valid.index_fill_(3, self.slot, True)  # the new query sees itself (and every later query sees it)
         y = lm.transformer(x, self.pos, self.valid, self.caches)  # (B, 1, D)
         self.out.copy_(y[:, -1])
+        if self.pointer:
+            assert lm.pointer is not None
+            ptr, acc = lm.pointer.next_pointer(y[:, -1], self.ptr, self.ptr_n, self.acc)
+            self.ptr.copy_(ptr)
+            self.acc.copy_(acc)
         self.slot.add_(1)
         self.pos.add_(1)
 
     def _capture(self) -> None:
         """Warm up on a side stream (then undo the warm-up's writes to the state), then capture :meth:`_step`."""
-        state = (self.slot, self.pos, self.valid)
+        state = [self.slot, self.pos, self.valid]
+        if self.pointer:
+            state += [self.ptr, self.acc, self.last_ptr, self.dwell]
         saved = [t.clone() for t in state]
         side = torch.cuda.Stream(device=self.slot.device)
         side.wait_stream(torch.cuda.current_stream(self.slot.device))

@@ -13,7 +13,10 @@
    more segments is re-admitted with the next one.
 
 Requires an LM with ``chunk_size == 1`` (the default): in chunk mode a chunk's queries are rolled back and
-re-encoded, which does not batch across streams at different offsets.
+re-encoded, which does not batch across streams at different offsets. A text-pointer LM (``lm.pointer``) keeps
+each stream's pointer with its slot (its text, phone table, pointer, accumulated advance and slot history), embeds
+it into that stream's query, moves it after the batched step, and ends a segment ``pointer_tail`` patches after the
+pointer passed the last phone, as :func:`voxar.models.generate.stream` does.
 
 Legend: B active streams, S cache slots, D LM width, F patch dim, H heads, Dh head dim.
 """
@@ -57,6 +60,21 @@ class Request:
 
 
 @dataclass
+class _Pointer:
+    """One stream's text pointer, with the attribute names :meth:`PatchLM._embed_ptr` reads from an
+    :class:`LMState`: ``ptr``/``ptr_acc``/``ptr_n`` ``(1,)``, ``ptr_slots (1, n_query)``, ``ptr_ids``,
+    ``ptr_table``; ``tail``: patches generated with the pointer past the text."""
+
+    ptr: torch.Tensor
+    ptr_acc: torch.Tensor
+    ptr_n: torch.Tensor
+    ptr_slots: torch.Tensor
+    ptr_ids: torch.Tensor
+    ptr_table: torch.Tensor
+    tail: int = 0
+
+
+@dataclass
 class _Slot:
     """A request's row in the batch: next query index ``i``, patches ``n`` of this segment, length guards,
     history ``hist (1, K*F)``, last patch ``x (1, F)``, the vocoder stream and the mel frames waiting for it."""
@@ -72,6 +90,7 @@ class _Slot:
     frames: int = 0
     emitted: int = 0
     x: torch.Tensor | None = None
+    pointer: _Pointer | None = None
 
 
 def _merge(a: LMState | None, b: LMState) -> LMState:
@@ -124,7 +143,8 @@ class ContinuousBatcher:
     """Serve many :class:`Request` s with batched decode steps (see the module docstring).
 
     ``tts``: a :class:`voxar.tts.TTS`; ``head``/``steps``/``cfg``: sampling; ``chunk``: patches per vocoder call;
-    ``max_batch``: most streams decoded together (others wait in the queue).
+    ``max_batch``: most streams decoded together (others wait in the queue); ``pointer_tail``: text-pointer LMs
+    end a segment this many patches after the pointer passed the last phone.
     """
 
     def __init__(
@@ -135,18 +155,15 @@ class ContinuousBatcher:
         cfg: float | None = None,
         chunk: int = 4,
         max_batch: int = 64,
+        pointer_tail: int = 5,
     ) -> None:
         if tts.model.lm.cfg.chunk_size != 1:
             raise VoxarConfigError(
                 f"continuous batching needs an LM with chunk_size 1, this one has {tts.model.lm.cfg.chunk_size}"
             )
-        if tts.model.lm.pointer is not None:
-            raise VoxarConfigError(
-                "continuous batching does not step text-pointer LMs (lm.pointer) yet; serve this model with "
-                "TTSEngine (one stream per request)"
-            )
         self.tts, self.lm, self.head = tts, tts.model.lm, tts.model.head(head)
         self.steps, self.cfg, self.chunk, self.max_batch = steps, cfg, chunk, max_batch
+        self.pointer_tail = pointer_tail
         self.waiting: deque[Request] = deque()
         self.slots: list[_Slot] = []
         self.state: LMState | None = None
@@ -173,7 +190,10 @@ class ContinuousBatcher:
         ids = req.prefix + req.segments[req.segment]
         text_ids = torch.tensor([ids], dtype=torch.long, device=dev)  # (1, Lt)
         text_lens = torch.tensor([len(ids)], device=dev)
-        h, st = lm.prefill(text_ids, text_lens, chunk_size=1, **req.cond)
+        cond = dict(req.cond)
+        if req.prefix and lm.pointer is not None:  # continuation: the pointer starts at the target's first phone
+            cond["text_start"] = torch.tensor([len(req.prefix)], device=dev)
+        h, st = lm.prefill(text_ids, text_lens, chunk_size=1, **cond)
         n_prompt = st.n_query - 1
         k, f = self.head.cfg.history, lm.cfg.patch_dim
         prompt = torch.zeros(1, 0, f, device=dev)
@@ -187,7 +207,10 @@ class ContinuousBatcher:
         cap = min(req.max_patches or lm.cfg.max_patches, lm.cfg.max_patches - n_prompt)
         min_len, max_len = length_limits(text_lens, min_patches=floor, max_patches=max(cap, 1), prompt_patches=n_prompt)
         voc = self.tts.vocoder.init_state(1, dev)
-        self.slots.append(_Slot(req, st.n_query, 0, min_len, max_len, hist, voc, []))
+        pointer = None
+        if st.ptr_slots is not None:
+            pointer = _Pointer(st.ptr, st.ptr_acc, st.ptr_n, st.ptr_slots, st.ptr_ids, st.ptr_table)
+        self.slots.append(_Slot(req, st.n_query, 0, min_len, max_len, hist, voc, [], pointer=pointer))
         self.state = _merge(self.state, st)
         self.h = h if self.h is None else torch.cat([self.h, h], dim=0)
 
@@ -210,6 +233,12 @@ class ContinuousBatcher:
         min_len = torch.cat([s.min_len for s in self.slots])
         max_len = torch.cat([s.max_len for s in self.slots])
         done = stop_now(self.lm.stop_head(self.h), n, min_len, max_len)
+        for j, slot in enumerate(self.slots):  # text pointer: the phone the query that made h read
+            p = slot.pointer
+            if p is not None:
+                p.tail = p.tail + 1 if bool(p.ptr_slots[0, -1] >= p.ptr_n[0]) else 0
+                if p.tail >= self.pointer_tail and slot.n + 1 >= int(slot.min_len[0]):
+                    done[j] = True
         mel = self.lm.unpatchify(x[:, None])  # (B, 1, F) -> (B, M, P)
         for j, slot in enumerate(self.slots):
             slot.n += 1
@@ -223,10 +252,27 @@ class ContinuousBatcher:
             rows = torch.tensor(keep, device=dev)
             st = _select(self.state, rows) if len(keep) < b else self.state
             i = torch.tensor([self.slots[j].i for j in keep], device=dev)[:, None]  # (B', 1)
-            q_in = self.lm._encode(x[rows][:, None])  # (B', 1, D): query i's input is patch i - 1
+            if self.lm.feedback:
+                q_in = self.lm._encode(x[rows][:, None])  # (B', 1, D): query i's input is patch i - 1
+            else:  # a text-pointer LM decoding from the pointer alone
+                q_in = x.new_zeros(len(keep), 1, self.lm.cfg.d_model)
+            live = [self.slots[j] for j in keep]
+            if self.lm.pointer is not None:  # each query reads its stream's phone
+                emb = []
+                for s in live:
+                    p = s.pointer
+                    assert p is not None
+                    p.ptr_slots = torch.cat([p.ptr_slots, p.ptr[:, None]], dim=1)
+                    emb.append(self.lm._embed_ptr(p, s.i, s.i + 1))  # type: ignore[arg-type]
+                q_in = q_in + torch.cat(emb)
             tokens = Tokens(q_in, torch.full_like(i, QUERY), i, st.prefix_lens[:, None] + i)
             self.h = self.lm._run(tokens, 1, st)[:, -1]
             self.state = st
+            if self.lm.pointer is not None:
+                for r, s in enumerate(live):
+                    p = s.pointer
+                    assert p is not None
+                    p.ptr, p.ptr_acc = self.lm.pointer.next_pointer(self.h[r : r + 1], p.ptr, p.ptr_n, p.ptr_acc)
         else:
             self.state, self.h = None, None
         finished = [self.slots[j] for j in range(b) if bool(done[j])]

@@ -26,9 +26,11 @@ def random_tts(
     vocoder: Any = None,
     seed: int = 0,
     tokenizer: str = "char",
+    pointer: bool = False,
 ) -> Any:
     """A :class:`voxar.tts.TTS` with random weights (seeded) and, unless ``vocoder`` is given, a random causal
-    ``tiny`` vocoder (exact streaming). ``tokenizer``: ``char`` (no espeak-ng needed) or ``phoneme``."""
+    ``tiny`` vocoder (exact streaming). ``tokenizer``: ``char`` (no espeak-ng needed) or ``phoneme``; ``pointer``:
+    an LM with the text pointer and dwell input of ``conf/tts_pointer.yaml``, decoding without feedback."""
     from voxar.models.heads import HeadConfig
     from voxar.models.lm import LMConfig
     from voxar.models.vocoder import Vocoder, VocoderConfig
@@ -41,11 +43,18 @@ def random_tts(
         raise VoxarConfigError(f"tokenizer must be 'char' or 'phoneme', got {tokenizer!r}")
     tok = CharTokenizer() if tokenizer == "char" else PhonemeTokenizer()
     torch.manual_seed(seed)
-    lm = LMConfig.named(size, vocab_size=tok.vocab_size)
+    extra: dict[str, Any] = {}
+    if pointer:
+        from voxar.bin.train_tts import pointer_skip_ids
+
+        extra = dict(pointer=True, pointer_dwell=12, pointer_skip_ids=pointer_skip_ids(tok))
+    lm = LMConfig.named(size, vocab_size=tok.vocab_size, **extra)
     head_size = "tiny" if size == "tiny" else "small"
     fm = HeadConfig.named(head_size, cond_dim=lm.d_model, patch_dim=lm.patch_dim)
     mf = HeadConfig.named(head_size, mode="mf", cond_dim=lm.d_model, patch_dim=lm.patch_dim)
-    cfg = TTSModelConfig(preset="16k", lm=lm, fm_head=fm, mf_head=mf, tokenizer=tok.to_dict())
+    if pointer:  # heads without history, as the pointer models are trained
+        fm.history = mf.history = 0
+    cfg = TTSModelConfig(preset="16k", lm=lm, fm_head=fm, mf_head=mf, tokenizer=tok.to_dict(), feedback=not pointer)
     model = TTSModel(cfg).eval()
     with torch.no_grad():  # a stop head that rarely fires: random models then run to their length guard
         model.lm.stop_head.net[-1].bias.fill_(-20.0)

@@ -203,6 +203,19 @@ def test_continuous_batching_equals_single_streams(tts):
         np.testing.assert_allclose(np.concatenate(outs[i]), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_stream_of_a_text_pointer_lm_equals_offline(decode):
+    tts = random_tts("tiny", seed=1, pointer=True)
+    with torch.no_grad():
+        tts.model.lm.pointer.adv_head.bias.copy_(torch.tensor([1.0, 0.0, -1.0, -2.0]))
+    offline = tts.synthesize(TEXT, head="mf", seed=3)[0]
+    tts.set_decode(decode)
+    engine = StreamingTTS(tts, StreamConfig(first_chunk=1, chunk=3, head="mf", seed=3, overlap=False))
+    out = np.concatenate([c.pcm for c in engine.stream(TEXT)])
+    assert len(out) == len(offline)
+    np.testing.assert_allclose(out, offline, atol=1e-4)
+
+
 def test_continuous_batching_of_a_text_pointer_lm_equals_single_streams():
     """Pointer LMs (dwell input, no feedback): each stream's pointer moves as in single-stream decoding, and each
     segment ends by the pointer's tail (the stop head is silenced), with a prompt transcript too (text_start)."""

@@ -294,11 +294,10 @@ def model_dir(tts, tmp_path_factory):
 
 def test_cli_stream_raw_stdout_equals_offline_file(model_dir, tmp_path):
     d, vd = model_dir
-    args = ["tts", "--text", TEXT, "--model", str(d), "--vocoder", str(vd), "--head", "mf", "--seed", "3"]
-    args += ["--threads", "1"]
+    args = ["tts", "--text", TEXT, "--model", str(d), "--vocoder", str(vd), "--seed", "3", "--threads", "1"]
     off = tmp_path / "off.wav"
-    assert run_voxar(*args, "-o", str(off)).returncode == 0
-    res = run_voxar("-v", *args, "--stream", "-o", "-", "--format", "raw")
+    assert run_voxar(*args, "--head", "mf", "-o", str(off)).returncode == 0
+    res = run_voxar("-v", *args, "--stream", "-o", "-", "--format", "raw")  # streaming's default head is mf
     assert res.returncode == 0, res.stderr
     streamed = np.frombuffer(res.stdout, dtype="<i2")
     ref, _ = sf.read(off, dtype="int16")

@@ -61,7 +61,14 @@ def tts_command(
             help="Vocoder model directory or 'griffin-lim' (default: the packaged vocoder, else Griffin-Lim).",
         ),
     ] = None,
-    head: Annotated[str, typer.Option("--head", help="Generative head: fm (flow matching) or mf (mean flow).")] = "fm",
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            help="Generative head: fm (flow matching) or mf (mean flow; one step). Default: fm, with --stream/--play "
+            "mf (real time on 2 CPU cores; FM 8 steps is not).",
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the head's).")] = None,
     cfg: Annotated[float | None, typer.Option("--cfg", help="Guidance scale (default: the head's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same audio).")] = 0,
@@ -97,6 +104,8 @@ def tts_command(
     """
     from voxar.errors import VoxarAudioError, VoxarConfigError, VoxarError, VoxarTextError
 
+    if head is None:
+        head = "mf" if stream or play else "fm"
     if head not in ("fm", "mf"):
         raise VoxarConfigError(f"--head: expected 'fm' or 'mf', got {head!r}")
     if output is None and not play:

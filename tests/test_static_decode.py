@@ -47,18 +47,26 @@ def _inputs():
     return text, text_lens, ref, patches
 
 
-@pytest.mark.parametrize("impl", ["math", "sdpa"])
-def test_static_step_equals_dynamic_step(impl):
-    lm = _lm(impl=impl)
+def _step_both(lm, check=None):
+    """Step the dynamic and the static decoder on the same patches; their outputs agree at every step (``check(dec,
+    state)`` after each). -> ``(dec, state, patches, text)``."""
     text, text_lens, ref, patches = _inputs()
     with torch.no_grad():
-        h0, state = lm.prefill(text, text_lens, ref_mels=ref)
+        _, state = lm.prefill(text, text_lens, ref_mels=ref)
         _, state2 = lm.prefill(text, text_lens, ref_mels=ref)
         dec = StaticDecoder(lm, state2)
         for i in range(patches.shape[1]):
             want, state = lm.step(patches[:, i], state)
             got = dec.step(patches[:, i])
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            if check is not None:
+                check(dec, state)
+    return dec, state, patches, text
+
+
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+def test_static_step_equals_dynamic_step(impl):
+    dec, _, patches, text = _step_both(_lm(impl=impl))
     assert dec.steps_left == dec.capacity - (text.shape[1] + 3 + 1) - patches.shape[1]
 
 
@@ -111,18 +119,12 @@ def test_cuda_graph_replay_equals_eager_steps(kw):
 @pytest.mark.parametrize("kw", POINTERS)
 def test_static_step_with_a_text_pointer_equals_dynamic_step(kw):
     """The pointer (and dwell) moves inside the static step exactly as PatchLM.step moves it."""
-    lm = _lm(**kw)
-    text, text_lens, ref, patches = _inputs()
-    with torch.no_grad():
-        _, state = lm.prefill(text, text_lens, ref_mels=ref)
-        _, state2 = lm.prefill(text, text_lens, ref_mels=ref)
-        dec = StaticDecoder(lm, state2)
-        for i in range(patches.shape[1]):
-            want, state = lm.step(patches[:, i], state)
-            got = dec.step(patches[:, i])
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-            assert torch.equal(dec.ptr, state.ptr) and torch.equal(dec.last_ptr, state.ptr_slots[:, -1])
-            torch.testing.assert_close(dec.acc, state.ptr_acc)
+
+    def same_pointer(dec, state):
+        assert torch.equal(dec.ptr, state.ptr) and torch.equal(dec.last_ptr, state.ptr_slots[:, -1])
+        torch.testing.assert_close(dec.acc, state.ptr_acc)
+
+    _, state, _, _ = _step_both(_lm(**kw), same_pointer)
     moves = state.ptr_slots.diff(dim=1)
     assert (moves == 0).any() and (moves > 0).any()  # stayed and moved: the dwell was exercised
 

@@ -259,7 +259,8 @@ class PatchLM(nn.Module):
         assert self.pointer is not None
         ids = self._ids(text_ids, text_lens)
         table, n_phones = self.pointer.phone_table(ids, text_lens, text_start)
-        return self.pointer.embed(ids, table, ptr, self.pointer.dwell(ptr)), ids, table, n_phones
+        dwell = self.pointer.dwell(ptr) if self.pointer.max_dwell else None
+        return self.pointer.embed(ids, table, ptr, dwell), ids, table, n_phones
 
     def _prefix(
         self, text_ids: torch.Tensor, text_lens: torch.Tensor, spk: torch.Tensor
@@ -553,12 +554,9 @@ class PatchLM(nn.Module):
                 self._run(clean, chunk, state)
                 state.chunk_start = state.caches[0].length
                 state.buf = state.buf[:, :0]
-        if self.feedback:
-            q_in = self._encode(prev_patch[:, None])  # (B, 1, D): query i's input is patch i - 1
-        elif chunk > 1:
+        if not self.feedback and chunk > 1:
             raise VoxarConfigError("decoding without feedback needs LM chunk size 1")
-        else:
-            q_in = prev_patch.new_zeros(b, 1, self.cfg.d_model)  # what input_drop trained: no previous patch
+        q_in = self.query_input(prev_patch)
         if ptr is not None:
             q_in = q_in + self._embed_ptr(state, i, i + 1)  # ptr_slots[:, i] is ptr
         y = self._run(self._speech(state.prefix_lens, none, i, full, q_in, i, full), chunk, state)
@@ -567,10 +565,17 @@ class PatchLM(nn.Module):
             state.ptr, state.ptr_acc = self.pointer.next_pointer(y[:, -1], ptr, state.ptr_n, state.ptr_acc)
         return y[:, -1], state
 
+    def query_input(self, prev_patch: torch.Tensor) -> torch.Tensor:
+        """A decoding query's input ``(B, 1, D)`` from the last generated patch ``(B, F)``: its encoding, or with
+        feedback off zeros (what ``input_drop`` trained: no previous patch; the text pointer is added by the caller)."""
+        if self.feedback:
+            return self._encode(prev_patch[:, None])  # query i's input is patch i - 1
+        return prev_patch.new_zeros(prev_patch.shape[0], 1, self.cfg.d_model)
+
     def _embed_ptr(self, state: LMState, lo: int, hi: int) -> torch.Tensor:
         """Pointer embeddings ``(B, hi - lo, D)`` of slots ``lo:hi`` of ``state.ptr_slots`` for ``state``'s text
         (the dwell is counted over the whole slot history)."""
-        vals, dwell = state.ptr_slots[:, lo:hi], None
-        if self.cfg.pointer_dwell:  # enough history that the first of the slots can reach the clamp
-            dwell = self.pointer.dwell(state.ptr_slots[:, max(0, lo - self.cfg.pointer_dwell) : hi])[:, -(hi - lo) :]
+        vals, dwell, w = state.ptr_slots[:, lo:hi], None, self.pointer.max_dwell
+        if w:  # enough history that the first of the slots can reach the clamp
+            dwell = self.pointer.dwell(state.ptr_slots[:, max(0, lo - w) : hi])[:, -(hi - lo) :]
         return self.pointer.embed(state.ptr_ids, state.ptr_table, vals, dwell)

@@ -97,10 +97,7 @@ class StaticDecoder:
     def _step(self) -> None:
         """One step on the static buffers (eager, or recorded by a CUDA graph capture)."""
         lm = self.lm
-        if lm.feedback:
-            x = lm._encode(self.inp[:, None])  # (B, F) -> (B, 1, D): the query's input is the previous patch
-        else:
-            x = self.inp.new_zeros(self.inp.shape[0], 1, lm.cfg.d_model)  # no feedback: the pointer alone
+        x = lm.query_input(self.inp)  # (B, F) -> (B, 1, D)
         if self.pointer:
             assert lm.pointer is not None
             same = self.ptr == self.last_ptr

@@ -252,10 +252,7 @@ class ContinuousBatcher:
             rows = torch.tensor(keep, device=dev)
             st = _select(self.state, rows) if len(keep) < b else self.state
             i = torch.tensor([self.slots[j].i for j in keep], device=dev)[:, None]  # (B', 1)
-            if self.lm.feedback:
-                q_in = self.lm._encode(x[rows][:, None])  # (B', 1, D): query i's input is patch i - 1
-            else:  # a text-pointer LM decoding from the pointer alone
-                q_in = x.new_zeros(len(keep), 1, self.lm.cfg.d_model)
+            q_in = self.lm.query_input(x[rows])  # (B', 1, D)
             live = [self.slots[j] for j in keep]
             if self.lm.pointer is not None:  # each query reads its stream's phone
                 emb = []
@@ -268,11 +265,14 @@ class ContinuousBatcher:
             tokens = Tokens(q_in, torch.full_like(i, QUERY), i, st.prefix_lens[:, None] + i)
             self.h = self.lm._run(tokens, 1, st)[:, -1]
             self.state = st
-            if self.lm.pointer is not None:
-                for r, s in enumerate(live):
-                    p = s.pointer
-                    assert p is not None
-                    p.ptr, p.ptr_acc = self.lm.pointer.next_pointer(self.h[r : r + 1], p.ptr, p.ptr_n, p.ptr_acc)
+            if self.lm.pointer is not None:  # every stream's pointer moves in one call
+                ps = [s.pointer for s in live]
+                ptr, acc = self.lm.pointer.next_pointer(
+                    self.h,
+                    *(torch.cat([getattr(p, a) for p in ps]) for a in ("ptr", "ptr_n", "ptr_acc")),  # type: ignore[union-attr]
+                )
+                for r, p in enumerate(ps):
+                    p.ptr, p.ptr_acc = ptr[r : r + 1], acc[r : r + 1]  # type: ignore[union-attr]
         else:
             self.state, self.h = None, None
         finished = [self.slots[j] for j in range(b) if bool(done[j])]

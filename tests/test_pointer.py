@@ -8,6 +8,8 @@ the advance head learns.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from voxar.modules.streaming import clone_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+REPO = Path(__file__).resolve().parents[1]
 N_MELS, P, V = 8, 2, 40
 SKIP = [0, 1, 2, 3, 4, 5]  # specials and two "punctuation" ids
 
@@ -286,6 +289,37 @@ def test_align_train_and_speak_with_a_pointer_model(tmp_path):
     report = probe(exp / "model", tmp_path / "corpus" / "data", max_utts=2, tts=tts)
     assert report["utts"] == 2 and np.isfinite(report["mse"]["lm"])
 
+    # ground-truth-aligned mels of the dump (the model speaks along the aligned pointers), then a vocoder
+    # fine-tuned on them; a rerun keeps the finished shards
+    from voxar.bin.gta_mels import main as gta_main
+    from voxar.bin.train_vocoder import main as voc_main
+    from voxar.data.dataset import MelDataset
+
+    gta = tmp_path / "gta"
+    gta_args = ["--model", str(exp / "model"), "--dump", str(dump), "--out", str(gta), "--steps", "2"]
+    gta_args += ["--noise", "utterance", "--shard-size", "10", "--threads", "1", "--no-progress"]
+    assert gta_main(gta_args) == 0
+    real, made = MelDataset(dump), MelDataset(gta)
+    assert len(made) == 32 and sorted(gta.glob("gta.*.safetensors")) and made.mel_config() == real.mel_config()
+    by_utt = {real[i]["utt"]: real[i]["mel"] for i in range(len(real))}
+    for i in range(len(made)):
+        item = made[i]
+        assert item["mel"].shape == by_utt[item["utt"]].shape and torch.isfinite(item["mel"]).all()
+        assert (item["mel"] - by_utt[item["utt"]]).abs().mean() > 1e-3  # the model's, not the recording's
+    first = made[0]["mel"].clone()
+    stamp = (gta / "gta.00000.safetensors").stat().st_mtime_ns
+    assert gta_main(gta_args) == 0 and (gta / "gta.00000.safetensors").stat().st_mtime_ns == stamp
+    assert gta_main([*gta_args[:5], str(tmp_path / "gta2"), *gta_args[6:], "--max-utts", "2"]) == 0
+    torch.testing.assert_close(MelDataset(tmp_path / "gta2")[0]["mel"], first, rtol=0, atol=0)  # deterministic
+    voc = ["--config", str(REPO / "egs" / "synth" / "conf" / "vocoder_tiny.yaml"), "--data", str(dump.parent / "data")]
+    voc += ["--exp", str(tmp_path / "voc"), "--gta", str(gta), "--max-steps", "3", "--threads", "1", "--no-progress"]
+    voc += ["--override", "model.dim=32", "model.intermediate_dim=64", "model.num_layers=1", "batch_size=2",
+            "tensorboard=false", "log_every=1", "gta_prob=0.5"]  # fmt: skip
+    assert voc_main(voc) == 0 and (tmp_path / "voc" / "model" / "model.safetensors").is_file()
+    bad = list(voc)
+    bad[bad.index("--gta") + 1], bad[bad.index("--exp") + 1] = str(tmp_path / "missing"), str(tmp_path / "voc2")
+    assert voc_main(bad) != 0  # no GTA dump there: a clear error
+
 
 def test_input_drop_removes_whole_previous_patches_in_training_only():
     torch.manual_seed(0)
@@ -330,6 +364,31 @@ def test_decoding_without_feedback_reads_only_the_pointer():
     lm2.feedback = False
     with torch.no_grad(), pytest.raises(VoxarConfigError, match="chunk size 1"):
         lm2.step(x1, lm2.prefill(text, tl)[1])
+
+
+@pytest.mark.parametrize("dwell", [0, 3])
+def test_teacher_forced_without_feedback_equals_free_decoding_along_its_pointer(dwell):
+    """forward(feedback=False) with the pointer path a feedback-off decode chose gives that decode's states whatever
+    the target patches are (what voxar.bin.gta_mels relies on); a prompt's patches are still read."""
+    lm = _lm(1, dwell=dwell)
+    lm.feedback = False
+    text, tl, mels, ml = _batch()
+    prompt = torch.randn(2, N_MELS, 7)
+    start = torch.tensor([3, 2])
+    with torch.no_grad():
+        targets, _, _ = lm.patchify(mels, ml)
+        for cond in ({}, {"prompt_mels": prompt, "text_start": start}):
+            hs, state = _free_decode(lm, torch.randn_like(targets), 1, text_ids=text, text_lens=tl, **cond)
+            n_p = state.ptr_slots.shape[1] - targets.shape[1]
+            ptr = state.ptr_slots[:, n_p:]
+            out = lm(text, tl, mels, ml, pointer=ptr, feedback=False, **cond)
+            assert (hs - out["h"])[out["mask"]].abs().max() < 1e-5
+            fed = lm(text, tl, mels, ml, pointer=ptr, **cond)  # with feedback the targets are read
+            assert (fed["h"] - out["h"])[out["mask"]].abs().max() > 1e-4
+        moved = lm(text, tl, mels, ml, pointer=ptr, feedback=False, prompt_mels=prompt + 1.0, text_start=start)
+        assert (moved["h"] - out["h"])[out["mask"]].abs().max() > 1e-4  # the prompt's patches are inputs
+    with pytest.raises(VoxarConfigError, match="chunk size 1"):
+        _lm(2)(text, tl, mels, ml, pointer=ptr, feedback=False)
 
 
 def test_feedback_off_as_a_model_default_needs_a_pointer():

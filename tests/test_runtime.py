@@ -216,10 +216,13 @@ def test_stream_of_a_text_pointer_lm_equals_offline(decode):
     np.testing.assert_allclose(out, offline, atol=1e-4)
 
 
-def test_continuous_batching_of_a_text_pointer_lm_equals_single_streams():
+@pytest.mark.parametrize("noise", ["patch", "utterance"])
+def test_continuous_batching_of_a_text_pointer_lm_equals_single_streams(noise):
     """Pointer LMs (dwell input, no feedback): each stream's pointer moves as in single-stream decoding, and each
-    segment ends by the pointer's tail (the stop head is silenced), with a prompt transcript too (text_start)."""
+    segment ends by the pointer's tail (the stop head is silenced), with a prompt transcript too (text_start); each
+    stream's starting noise is its own, per patch or one per utterance."""
     tts = random_tts("tiny", seed=1, pointer=True)
+    tts.set_noise(noise)
     lm = tts.model.lm
     assert lm.pointer is not None and lm.feedback is False
     with torch.no_grad():  # about half a phone a patch
@@ -248,6 +251,44 @@ def test_continuous_batching_of_a_text_pointer_lm_equals_single_streams():
         assert all(m.shape[1] < 4 * (4 * len(t) + 25) for m in mels)
         ref = np.concatenate([tts.vocode(m) for m in mels])
         np.testing.assert_allclose(np.concatenate(outs[i]), ref, atol=1e-5)
+
+
+def test_utterance_noise_starts_every_patch_of_every_sentence_from_one_draw(monkeypatch):
+    from voxar.models.heads import FlowHead, HeadConfig, utterance_noise
+
+    tts = random_tts("tiny", seed=1, pointer=True)
+    with torch.no_grad():
+        tts.model.lm.pointer.adv_head.bias.copy_(torch.tensor([1.0, 0.0, -1.0, -2.0]))
+    seen: list[torch.Tensor | None] = []
+    orig = FlowHead.sample_patch
+
+    def spy(self, h, prev=None, steps=None, cfg_scale=None, generator=None, noise=None):
+        seen.append(None if noise is None else noise.clone())
+        return orig(self, h, prev, steps, cfg_scale, generator, noise)
+
+    monkeypatch.setattr(FlowHead, "sample_patch", spy)
+    text = "Hello there. How are you?"
+    patchwise = tts.synthesize_mels(text, head="fm", steps=2, seed=4)
+    assert len(seen) > 4 and all(n is None for n in seen)  # drawn inside, afresh for every patch
+    seen.clear()
+    tts.set_noise("utterance")
+    mels = tts.synthesize_mels(text, head="fm", steps=2, seed=4)
+    assert len(mels) == 2 and len(seen) == sum(m.shape[1] for m in mels) // 4
+    used = utterance_noise(torch.Generator().manual_seed(4), 1, tts.model.lm.cfg.patch_dim)
+    for n in seen:  # both sentences, every patch: the seed's one draw
+        torch.testing.assert_close(n, used, rtol=0, atol=0)
+    again = tts.synthesize_mels(text, head="fm", steps=2, seed=4)
+    other = tts.synthesize_mels(text, head="fm", steps=2, seed=5)
+    torch.testing.assert_close(torch.cat(again, -1), torch.cat(mels, -1), rtol=0, atol=0)
+    assert not torch.equal(torch.cat(other, -1)[:, :8], torch.cat(mels, -1)[:, :8])
+    assert not torch.equal(torch.cat(patchwise, -1)[:, :8], torch.cat(mels, -1)[:, :8])
+    g = torch.Generator().manual_seed(4)
+    torch.randn(3, generator=g)  # the generator's position does not matter, only its seed
+    torch.testing.assert_close(utterance_noise(g, 1, used.shape[1]), used, rtol=0, atol=0)
+    with pytest.raises(VoxarConfigError, match="noise"):
+        tts.set_noise("frame")
+    with pytest.raises(VoxarConfigError, match="noise"):
+        HeadConfig(noise="frame")
 
 
 def test_batching_needs_a_chunk_one_lm(tts):

@@ -186,6 +186,42 @@ GAN = [
 ]
 
 
+def test_gta_segments_pair_audio_crops_with_the_same_mel_frames(tmp_path):
+    """With the recordings' own mels as the "GTA" dump, each crop's GTA frames equal the vocoder's mel of the crop
+    (away from the crop's padded edges); past the end of a short utterance the frames are silence; the GTA share
+    follows gta_prob; a mel of another length than its audio is an error."""
+    from voxar.audio import MelConfig
+    from voxar.data.dump import dump_features
+    from voxar.data.segments import GTASegmentDataset
+    from voxar.errors import VoxarDataError
+
+    data = _make_corpus(tmp_path, n=4, seconds=0.5)
+    dump = tmp_path / "dump"
+    dump_features(data, dump, "16k", progress=False)
+    cfg = MelConfig.preset("16k")
+    mel_of = MelL1Loss(cfg).mel
+    ds = GTASegmentDataset(data, dump, SR, 3200, cfg.hop_length, gta_prob=0.5, seed=3)
+    uses = []
+    for epoch in range(6):
+        for i in range(len(ds)):
+            wav, gta, use = ds[(epoch, i)]
+            uses.append(use)
+            assert wav.shape == (3200,) and gta.shape == (cfg.n_mels, 21)
+            own = mel_of(wav[None])[0]  # (M, 21)
+            torch.testing.assert_close(gta[:, 4:-4], own[:, 4:-4], atol=2e-3, rtol=0)
+    assert 0 < sum(uses) < len(uses)
+    long = GTASegmentDataset(data, dump, SR, 16000, cfg.hop_length)
+    wav, gta, use = long[0]
+    assert use and torch.all(wav[8000:] == 0)
+    assert torch.allclose(gta[:, 52:], torch.tensor(math.log(cfg.log_floor)))  # 0.5 s = frames 0..50
+    torch.testing.assert_close(gta[:, 4:46], mel_of(wav[None])[0, :, 4:46], atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="multiple"):
+        GTASegmentDataset(data, dump, SR, 3201, cfg.hop_length)
+    short = GTASegmentDataset(_make_corpus(tmp_path / "other", n=4, seconds=0.3), dump, SR, 3200, cfg.hop_length)
+    with pytest.raises(VoxarDataError, match="frames"):
+        short[0]
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     return _make_corpus(tmp_path_factory.mktemp("corpus"))

@@ -172,6 +172,17 @@ class TTS:
         for head in self.model.heads().values():
             head.cfg.temperature = float(temperature)
 
+    def set_noise(self, mode: str | None) -> None:
+        """Where the heads' starting noise comes from for later generations: ``"patch"`` (a fresh draw per patch) or
+        ``"utterance"`` (one draw per generation, from the seed); None keeps the model's (see
+        :class:`~voxar.models.heads.HeadConfig`)."""
+        if mode is None:
+            return
+        if mode not in ("patch", "utterance"):
+            raise VoxarConfigError(f"noise must be 'patch' or 'utterance', got {mode!r}")
+        for head in self.model.heads().values():
+            head.cfg.noise = mode  # type: ignore[assignment]
+
     def set_feedback(self, on: bool) -> None:
         """Whether the LM reads each generated patch back (default: the model directory's ``feedback``, normally
         on). Off, a text-pointer LM trained with ``input_drop`` generates from the text pointer alone, free of its own

@@ -82,6 +82,14 @@ def tts_command(
             "is steadier, 0 with FM and 1 step is the mean prediction).",
         ),
     ] = None,
+    noise: Annotated[
+        str | None,
+        typer.Option(
+            "--noise",
+            help="Sampling noise: patch (a fresh draw per patch) or utterance (one draw per utterance: steady "
+            "detail). Default: the model's.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")] = "cpu",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: torch's default).")] = 0,
     stream: Annotated[
@@ -132,7 +140,7 @@ def tts_command(
             raise VoxarTextError("no --text given and nothing on stdin")
         if streaming:  # read incrementally: speak segment by segment as the text arrives
             return _stream(None, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device,
-                           threads, play, output_device, fmt, first_chunk, chunk, temperature)  # fmt: skip
+                           threads, play, output_device, fmt, first_chunk, chunk, temperature, noise)  # fmt: skip
         text = sys.stdin.read()
     if not text.strip():
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
@@ -152,7 +160,7 @@ def tts_command(
 
     if streaming:
         return _stream(text, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device, threads,
-                       play, output_device, fmt, first_chunk, chunk, temperature)  # fmt: skip
+                       play, output_device, fmt, first_chunk, chunk, temperature, noise)  # fmt: skip
 
     import torch
 
@@ -164,6 +172,7 @@ def tts_command(
         torch.set_num_threads(threads)
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
     tts.set_temperature(temperature)
+    tts.set_noise(noise)
     mode = "no prompt" if prompt is None else ("prompt continuation" if prompt_text else "reference encoder")
     log.info("synthesising %d characters with %s (%s head, %s)", len(text), model, head, mode)
     t0 = time.perf_counter()
@@ -200,6 +209,7 @@ def _stream(
     first_chunk: int,
     chunk: int,
     temperature: float | None = None,
+    noise: str | None = None,
 ) -> None:
     """The streaming path of ``voxar tts``: engine -> sinks, one line per chunk at ``-v``."""
     import torch
@@ -219,6 +229,7 @@ def _stream(
         torch.set_num_threads(threads)
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
     tts.set_temperature(temperature)
+    tts.set_noise(noise)
     engine = StreamingTTS(
         tts,
         StreamConfig(first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, cfg=cfg, seed=seed),  # type: ignore[arg-type]

@@ -62,6 +62,7 @@ class VocoderTrainConfig:
     adv_loss: Literal["hinge", "lsgan"] = "hinge"
     adv_weight: float = 1.0
     fm_weight: float = 2.0
+    gta_prob: float = 0.5  # with --gta: share of training crops whose input is the GTA mel, not the recording's
     disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     disc_period_channels: list[int] = field(default_factory=lambda: [32, 128, 512, 1024])
     disc_resolutions: list[list[int]] = field(default_factory=lambda: [list(r) for r in DISC_RESOLUTIONS])
@@ -88,6 +89,8 @@ class VocoderTrainConfig:
                 raise VoxarConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.segment_seconds <= 0 or self.lr <= 0:
             raise VoxarConfigError("segment_seconds and lr must be positive")
+        if not 0.0 <= self.gta_prob <= 1.0:
+            raise VoxarConfigError(f"gta_prob must be in [0, 1], got {self.gta_prob}")
         if self.gan_start_step is not None and self.gan_start_step < 0:
             raise VoxarConfigError(f"gan_start_step must be >= 0 or null, got {self.gan_start_step}")
 
@@ -102,7 +105,7 @@ class Trainer(ModelTrainer):
     def __init__(self, cfg: VocoderTrainConfig, args: argparse.Namespace) -> None:
         import torch
 
-        from voxar.data.segments import AudioSegmentDataset, SegmentBatchSampler
+        from voxar.data.segments import AudioSegmentDataset, GTASegmentDataset, SegmentBatchSampler
         from voxar.models.discriminators import VocoderDiscriminator
         from voxar.models.losses import MelL1Loss, MultiResolutionSTFTLoss
         from voxar.models.vocoder import Vocoder
@@ -156,9 +159,20 @@ class Trainer(ModelTrainer):
         self.sample_rate = mel_cfg.sample_rate
         hop = mel_cfg.hop_length
         self.segment = max(1, round(cfg.segment_seconds * self.sample_rate / hop)) * hop
-        self.train_set = AudioSegmentDataset(
-            args.data, self.sample_rate, self.segment, seed=cfg.seed, cache=cfg.cache_audio
-        )
+        if getattr(args, "gta", None):
+            self.train_set = GTASegmentDataset(
+                args.data, args.gta, self.sample_rate, self.segment, hop, gta_prob=cfg.gta_prob,
+                log_floor=mel_cfg.log_floor, seed=cfg.seed, cache=cfg.cache_audio,
+            )  # fmt: skip
+            if self.train_set.gta.mel_config() != mel_cfg:
+                from voxar.errors import VoxarConfigError
+
+                raise VoxarConfigError(f"{args.gta}: GTA mels were computed with another mel config than the vocoder's")
+            logger.info("GTA mels from %s for %.0f %% of the crops", args.gta, 100 * cfg.gta_prob)
+        else:
+            self.train_set = AudioSegmentDataset(
+                args.data, self.sample_rate, self.segment, seed=cfg.seed, cache=cfg.cache_audio
+            )
         self.sampler = SegmentBatchSampler(
             len(self.train_set),
             cfg.batch_size,
@@ -195,8 +209,9 @@ class Trainer(ModelTrainer):
             raise VoxarConfigError(f"checkpoint discriminator does not match the config ({msg})") from e
 
     # ------------------------------------------------------------------------------------------------ one step
-    def train_step(self, wav: torch.Tensor) -> dict[str, float]:
-        """One optimiser step on a batch ``(B, T)``; returns the step's loss values."""
+    def train_step(self, batch: torch.Tensor | list[torch.Tensor]) -> dict[str, float]:
+        """One optimiser step on a batch ``wav (B, T)``, or with ``--gta`` ``[wav (B, T), gta (B, n_mels, 1 + T //
+        hop), use (B,)]`` (items with ``use`` take the GTA mel as input); returns the step's loss values."""
         import torch
 
         from voxar.models.discriminators import split_outputs
@@ -205,9 +220,15 @@ class Trainer(ModelTrainer):
         from voxar.train.loop import autocast
 
         cfg = self.cfg
-        wav = wav.to(self.device, non_blocking=True)
+        gta = None
+        if isinstance(batch, (list, tuple)):
+            wav, gta, use = (t.to(self.device, non_blocking=True) for t in batch)
+        else:
+            wav = batch.to(self.device, non_blocking=True)
         with torch.no_grad():
             mel = self.mel_loss.mel(wav)  # (B, T) -> (B, n_mels, 1 + T // hop)
+            if gta is not None:
+                mel = torch.where(use[:, None, None], gta.to(mel.dtype), mel)
         with autocast(self.device, cfg.amp):
             out = self.gen_ddp(mel)  # (B, n_mels, N) -> (B, L), L >= T
         n = min(out.shape[-1], wav.shape[-1])
@@ -378,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from", default=None, metavar="DIR|CKPT",
         help="warm start the generator from a vocoder model directory or a checkpoint's EMA weights (fresh "
         "discriminators, optimisers and step), e.g. to add the GAN stage to a vocoder trained without it",
+    )  # fmt: skip
+    p.add_argument(
+        "--gta", default=None, metavar="DIR",
+        help="ground-truth-aligned mels of --data's utterances (python -m voxar.bin.gta_mels): the share gta_prob "
+        "of the crops trains on them instead of the recordings' mels (fine-tuning for a TTS model's outputs)",
     )  # fmt: skip
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     p.add_argument("--batch-size", type=int, default=None, help="override batch_size (per process)")

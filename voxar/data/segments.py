@@ -149,3 +149,74 @@ class SegmentBatchSampler:
         while True:
             yield self.batch(step)
             step += 1
+
+
+class GTASegmentDataset(AudioSegmentDataset):
+    """Audio crops paired with the same stretch of a ground-truth-aligned mel dump (:mod:`voxar.bin.gta_mels`).
+
+    Item ``(epoch, i)`` is ``(wav (S,), gta (n_mels, S / hop + 1), use_gta (bool))``: the crop starts on a frame
+    boundary (frame ``j`` of the utterance's mel is centred on sample ``j * hop``, as the vocoder's own mel of the
+    crop), frames past the mel's end hold ``log_floor`` (silence), and ``use_gta`` is drawn with probability
+    ``gta_prob`` from ``(seed, epoch, i)`` (otherwise the trainer feeds the recording's own mel). Utterances of the
+    data directory without a GTA mel, or whose mel has another frame count than the audio, are left out.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        gta_dir: str | Path,
+        sample_rate: int,
+        segment_samples: int,
+        hop_length: int,
+        *,
+        gta_prob: float = 1.0,
+        log_floor: float = 1e-5,
+        seed: int = 0,
+        cache: bool = False,
+    ) -> None:
+        from voxar.data.dataset import MelDataset
+
+        super().__init__(data_dir, sample_rate, segment_samples, seed=seed, cache=cache)
+        if segment_samples % hop_length:
+            raise ValueError(f"segment_samples {segment_samples} is not a multiple of hop_length {hop_length}")
+        if not 0.0 <= gta_prob <= 1.0:
+            raise ValueError(f"gta_prob must be in [0, 1], got {gta_prob}")
+        self.gta = MelDataset(gta_dir)
+        if self.gta.mel_config().hop_length != hop_length or self.gta.mel_config().sample_rate != sample_rate:
+            raise VoxarDataError(f"{gta_dir}: GTA mels of another rate or hop than the vocoder's")
+        by_utt = {str(e["utt"]): j for j, e in enumerate(self.gta.entries)}
+        keep = [k for k, u in enumerate(self.utts) if u in by_utt]
+        if not keep:
+            raise VoxarDataError(f"{gta_dir}: no GTA mel for any utterance of {self.data_dir}")
+        if len(keep) < len(self.utts):
+            logger.warning("%s: %d utterances without a GTA mel left out", self.data_dir, len(self.utts) - len(keep))
+        self.utts = [self.utts[k] for k in keep]
+        self.items = [self.items[k] for k in keep]
+        self.gta_index = [by_utt[u] for u in self.utts]
+        self.hop = int(hop_length)
+        self.gta_prob = float(gta_prob)
+        self.floor = float(np.log(log_floor))
+        self._checked: set[int] = set()
+
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, bool]:  # type: ignore[override]
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        if not 0 <= index < len(self.utts):
+            raise IndexError(f"index {index} out of range for {len(self.utts)} utterances")
+        wav = self.utterance(index)
+        mel = self.gta[self.gta_index[index]]["mel"].float()  # (M, T)
+        if mel.shape[-1] != 1 + len(wav) // self.hop:
+            raise VoxarDataError(
+                f"{self.gta.dump_dir}: GTA mel of {self.utts[index]!r} has {mel.shape[-1]} frames, its audio "
+                f"{1 + len(wav) // self.hop} (not the same recording or rate?)"
+            )
+        n, frames = self.segment_samples, self.segment_samples // self.hop + 1
+        rng = np.random.default_rng([self.seed, epoch, index])
+        start = int(rng.integers(0, max(0, len(wav) - n) // self.hop + 1)) * self.hop
+        crop = wav[start : start + n]
+        crop = np.pad(crop, (0, n - len(crop)))
+        j = start // self.hop
+        seg = mel[:, j : j + frames]
+        if seg.shape[-1] < frames:  # the audio ran out: silence
+            seg = torch.nn.functional.pad(seg, (0, frames - seg.shape[-1]), value=self.floor)
+        use = bool(rng.random() < self.gta_prob)
+        return torch.from_numpy(crop.copy()), seg.contiguous(), use

@@ -63,6 +63,11 @@ class HeadConfig:
     ``batch_mul``: noise draws per LM hidden state in the loss (VibeVoice-style reuse of ``h``).
     ``temperature``: sampling only, the scale of the starting noise (1 = the trained prior; lower is closer to the
     conditional mean: with FM and 1 Euler step, 0 gives exactly the head's estimate of ``E[patch | h]``).
+    ``noise``: sampling only, where the starting noise comes from: ``"patch"`` draws it afresh for every patch;
+    ``"utterance"`` draws one noise per generation (from the generator's seed, :func:`utterance_noise`) and starts
+    every patch from it. With a head that sees no history (``history: 0``) independent draws make neighbouring
+    patches disagree (the harmonics of one pitch in one patch, another in the next), so such heads are decoded at
+    temperature 0 or with one noise: the same draw maps similar conditions to consistent detail.
     """
 
     mode: Literal["fm", "mf"] = "fm"
@@ -97,6 +102,7 @@ class HeadConfig:
     history_noise: float = 0.0
     batch_mul: int = 1
     temperature: float = 1.0
+    noise: Literal["patch", "utterance"] = "patch"
 
     def __post_init__(self) -> None:
         where = "HeadConfig"
@@ -117,6 +123,8 @@ class HeadConfig:
                 raise VoxarConfigError(f"{where}: {key} must be in [0, 1], got {getattr(self, key)}")
         if not 0.0 <= self.temperature <= 2.0:
             raise VoxarConfigError(f"{where}: temperature must be in [0, 2], got {self.temperature!r}")
+        if self.noise not in ("patch", "utterance"):
+            raise VoxarConfigError(f"{where}: noise must be 'patch' or 'utterance', got {self.noise!r}")
         if self.mf_schedule is not None:
             s = list(self.mf_schedule)
             if len(s) < 2 or s[0] != 1.0 or s[-1] != 0.0 or any(a <= b for a, b in zip(s, s[1:], strict=False)):
@@ -191,6 +199,18 @@ def jvp_dudt(
     else:
         raise ValueError(f"jvp mode must be 'func', 'autograd' or 'fd', got {mode!r}")
     return u, dudt.detach()
+
+
+def utterance_noise(
+    generator: torch.Generator | None, n: int, dim: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The one starting noise ``(n, dim)`` of a generation with ``noise: utterance``: drawn from a fresh generator
+    seeded with ``generator``'s initial seed (the global seed without one), so every segment of a request, and the
+    same request batched or alone, starts from the same noise."""
+    seed = generator.initial_seed() if generator is not None else torch.initial_seed()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    return torch.randn(n, dim, generator=g, device=dev)
 
 
 def history_from_sequence(patches: torch.Tensor, k: int) -> torch.Tensor:

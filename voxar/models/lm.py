@@ -365,6 +365,7 @@ class PatchLM(nn.Module):
         input_patches: torch.Tensor | None = None,
         pointer: torch.Tensor | None = None,
         text_start: torch.Tensor | None = None,
+        feedback: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass. ``text_ids (B, Lt)`` raw ids (padding anywhere past ``text_lens``), ``mels (B,
         n_mels, T)`` raw log-mels, ``spk_emb (B, speaker_dim)`` or ``ref_mels (B, n_mels, T_ref)`` (or neither),
@@ -384,6 +385,10 @@ class PatchLM(nn.Module):
         ``pointer (B, N)`` (LMs with ``cfg.pointer``): the aligned phone index of each target patch (``-1..U``;
         ``pointer[:, 0]`` is -1), ``text_start (B,)`` where the target text starts in ``text_ids`` (continuation);
         the output then has ``adv_logits (B, N, K)``.
+
+        ``feedback=False``: no query reads a previous target patch (zeros, as decoding with feedback off), so with
+        the pointer given, ``h`` is what free-running generation along that pointer path computes (the conditions of
+        ground-truth-aligned outputs, :mod:`voxar.bin.gta_mels`).
         """
         chunk = self._chunk(chunk_size)
         b, dev = mels.shape[0], mels.device
@@ -413,6 +418,11 @@ class PatchLM(nn.Module):
         prefix, plens = self._prefix(text_ids, text_lens, self._speaker(b, spk_emb, ref_mels, ref_lens))
         n_clean = ((m - 1) // chunk) * chunk if chunk > 1 else 0  # clean chunks some query can see
         enc = self._encode(seq_in[:, : m - 1])  # (B, M - 1, D): patch M-1 is never an input
+        if not feedback:  # the target patches are never read back (the prompt's still are)
+            if chunk > 1:
+                raise VoxarConfigError("feedback=False needs LM chunk size 1 (as decoding without feedback)")
+            own = torch.arange(m - 1, device=dev)[None, :] >= n_pr[:, None]  # (B, M - 1)
+            enc = enc.masked_fill(own[:, :, None], 0.0)
         clean_in, query_in = enc[:, :n_clean], self._query_inputs(enc, 0, m)
         if self.pointer is not None:
             if pointer is None:

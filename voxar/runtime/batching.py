@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from voxar.errors import VoxarConfigError
-from voxar.models.heads import history_push, length_limits, stop_now
+from voxar.models.heads import history_push, length_limits, stop_now, utterance_noise
 from voxar.models.lm import PAD, QUERY, LMState, Tokens
 from voxar.modules.attention import KVCache
 
@@ -91,6 +91,7 @@ class _Slot:
     emitted: int = 0
     x: torch.Tensor | None = None
     pointer: _Pointer | None = None
+    noise: torch.Tensor | None = None  # (1, F): the starting noise of a head with noise: utterance
 
 
 def _merge(a: LMState | None, b: LMState) -> LMState:
@@ -210,7 +211,10 @@ class ContinuousBatcher:
         pointer = None
         if st.ptr_slots is not None:
             pointer = _Pointer(st.ptr, st.ptr_acc, st.ptr_n, st.ptr_slots, st.ptr_ids, st.ptr_table)
-        self.slots.append(_Slot(req, st.n_query, 0, min_len, max_len, hist, voc, [], pointer=pointer))
+        noise = None
+        if self.head.cfg.noise == "utterance":
+            noise = utterance_noise(req.generator, 1, f, dev)
+        self.slots.append(_Slot(req, st.n_query, 0, min_len, max_len, hist, voc, [], pointer=pointer, noise=noise))
         self.state = _merge(self.state, st)
         self.h = h if self.h is None else torch.cat([self.h, h], dim=0)
 
@@ -226,7 +230,12 @@ class ContinuousBatcher:
         b, dev = len(self.slots), self.tts.device
         hist = torch.cat([s.hist for s in self.slots], dim=0)  # (B, K*F)
         noise = torch.cat(
-            [torch.randn(1, self.lm.cfg.patch_dim, generator=s.req.generator, device=dev) for s in self.slots]
+            [
+                s.noise
+                if s.noise is not None
+                else torch.randn(1, self.lm.cfg.patch_dim, generator=s.req.generator, device=dev)  # fmt: skip
+                for s in self.slots
+            ]
         )  # (B, F): each stream's own noise
         x = self.head.sample_patch(self.h, hist if hist.shape[1] else None, self.steps, self.cfg, noise=noise)
         n = torch.tensor([s.n + 1 for s in self.slots], device=dev)

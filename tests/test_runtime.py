@@ -336,13 +336,16 @@ def model_dir(tts, tmp_path_factory):
 def test_cli_stream_raw_stdout_equals_offline_file(model_dir, tmp_path):
     d, vd = model_dir
     args = ["tts", "--text", TEXT, "--model", str(d), "--vocoder", str(vd), "--seed", "3", "--threads", "1"]
-    off = tmp_path / "off.wav"
-    assert run_voxar(*args, "--head", "mf", "-o", str(off)).returncode == 0
-    res = run_voxar("-v", *args, "--stream", "-o", "-", "--format", "raw")  # streaming's default head is mf
+    off, patchwise = tmp_path / "off.wav", tmp_path / "patchwise.wav"
+    assert run_voxar(*args, "--head", "mf", "--noise", "utterance", "-o", str(off)).returncode == 0
+    assert run_voxar(*args, "--head", "mf", "--noise", "patch", "-o", str(patchwise)).returncode == 0
+    res = run_voxar("-v", *args, "--noise", "utterance", "--stream", "-o", "-", "--format", "raw")  # default head mf
     assert res.returncode == 0, res.stderr
     streamed = np.frombuffer(res.stdout, dtype="<i2")
     ref, _ = sf.read(off, dtype="int16")
     assert len(streamed) == len(ref) and np.max(np.abs(streamed.astype(int) - ref)) <= 1
+    other, _ = sf.read(patchwise, dtype="int16")
+    assert len(other) != len(ref) or np.max(np.abs(other.astype(int) - ref)) > 1  # --noise reaches the heads
     err = res.stderr.decode()
     assert "chunk 0:" in err and "ready at" in err and "first audio after" in err
 

@@ -208,6 +208,14 @@ def test_config_mismatch_names_the_keys(tmp_path):
     assert "model.dim (checkpoint 8, now 16)" in msg and "model.sizes" in msg and "model.layers" not in msg
     with pytest.raises(VoxarConfigError, match="lr"):
         C.load_checkpoint(tmp_path / "last.pt", expect_config={**saved, "lr": 5e-4}, compare_keys=None)
+    # ignored keys (sampling-only settings): changed, or new since the checkpoint, they do not block a resume
+    now = {"model": {**saved["model"], "temperature": 1.0}, "lr": 1e-3}
+    with pytest.raises(VoxarConfigError, match="model.temperature .checkpoint '<absent>', now 1.0"):
+        C.load_checkpoint(tmp_path / "last.pt", expect_config=now)
+    C.load_checkpoint(tmp_path / "last.pt", expect_config=now, ignore_keys=("model.temperature",))
+    with pytest.raises(VoxarConfigError, match="model.dim"):  # the others still count
+        C.load_checkpoint(tmp_path / "last.pt", expect_config={"model": {**now["model"], "dim": 9}},
+                          ignore_keys=("model.temperature",))  # fmt: skip
 
 
 def _toy_run(exp: Path, max_steps: int, stop_at: int | None = None, resume: bool = False) -> tuple[Toy, EMA]:

@@ -357,7 +357,10 @@ class Trainer(ModelTrainer):
                 f"{self.tokenizer.vocab_size} symbols; set lm.vocab_size: {self.tokenizer.vocab_size}"
             )
         self.model_cfg = cfg.model_config(self.tokenizer.to_dict())
-        ckpt = self.find_checkpoint(("preset", "tokenizer", "lm", "fm_head", "mf_head"))
+        from voxar.models.heads import SAMPLING_FIELDS
+
+        sampling = tuple(f"{h}.{f}" for h in ("fm_head", "mf_head") for f in SAMPLING_FIELDS)
+        ckpt = self.find_checkpoint(("preset", "tokenizer", "lm", "fm_head", "mf_head"), ignore=sampling)
 
         self.train_set = TTSData(args.dump, self.tokenizer, cfg)
         set_seed(cfg.seed)  # identical initial weights on every rank

@@ -201,6 +201,10 @@ def jvp_dudt(
     return u, dudt.detach()
 
 
+# HeadConfig fields that only steer sampling: a training run resumes across changes of these (train_tts --resume)
+SAMPLING_FIELDS = ("cfg_scale", "fm_steps", "fm_solver", "mf_steps", "mf_schedule", "temperature", "noise")
+
+
 def utterance_noise(
     generator: torch.Generator | None, n: int, dim: int, device: torch.device | str | None = None
 ) -> torch.Tensor:

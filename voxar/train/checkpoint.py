@@ -292,11 +292,18 @@ def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any], keys: Sequ
 
 
 def check_config_match(
-    saved: Mapping[str, Any], current: Mapping[str, Any], *, keys: Sequence[str] | None = ("model",), where: str = ""
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    *,
+    keys: Sequence[str] | None = ("model",),
+    where: str = "",
+    ignore: Sequence[str] = (),
 ) -> None:
     """Raise :class:`VoxarConfigError` naming the differing keys when ``saved`` and ``current`` disagree under
-    ``keys`` (None compares everything). Differences elsewhere (e.g. ``max_steps``) are only logged."""
-    diff = config_diff(saved, current, keys)
+    ``keys`` (None compares everything), except the dotted keys in ``ignore`` (settings that do not change training,
+    e.g. a head's sampling temperature, absent from older checkpoints too). Differences elsewhere (e.g.
+    ``max_steps``) are only logged."""
+    diff = [k for k in config_diff(saved, current, keys) if k not in set(ignore)]
     if diff:
         a, b = _flatten(saved), _flatten(current)
         shown = ", ".join(f"{k} (checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r})" for k in diff[:8])
@@ -313,11 +320,13 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     expect_config: Mapping[str, Any] | None = None,
     compare_keys: Sequence[str] | None = ("model",),
+    ignore_keys: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` and check it.
 
     Raises :class:`VoxarError` for a missing, truncated, corrupt or non-voxar file, and :class:`VoxarConfigError`
-    when ``expect_config`` (a plain dict) differs from the stored config under ``compare_keys``.
+    when ``expect_config`` (a plain dict) differs from the stored config under ``compare_keys`` (``ignore_keys``
+    excepted, see :func:`check_config_match`).
     """
     path = Path(path)
     if not path.is_file():
@@ -335,7 +344,9 @@ def load_checkpoint(
     if version > CHECKPOINT_VERSION:
         raise VoxarError(f"{path}: checkpoint format {version} is newer than this voxar ({CHECKPOINT_VERSION})")
     if expect_config is not None:
-        check_config_match(ckpt.get("config") or {}, expect_config, keys=compare_keys, where=str(path))
+        check_config_match(
+            ckpt.get("config") or {}, expect_config, keys=compare_keys, where=str(path), ignore=ignore_keys
+        )
     return ckpt
 
 

@@ -51,9 +51,10 @@ class ModelTrainer:
         self.step = 0
         self.bad_steps = 0  # consecutive skipped updates (non-finite gradient norm)
 
-    def find_checkpoint(self, compare_keys: tuple[str, ...]) -> dict[str, Any] | None:
+    def find_checkpoint(self, compare_keys: tuple[str, ...], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The checkpoint to resume (``exp/last.pt`` or the newest one), checked against this run's config on
-        ``compare_keys``; an experiment with checkpoints but no ``--resume`` is an error (nothing is overwritten)."""
+        ``compare_keys`` (except the dotted keys in ``ignore``); an experiment with checkpoints but no ``--resume`` is
+        an error (nothing is overwritten)."""
         from voxar.train import checkpoint as ckpt_mod
 
         existing = ckpt_mod.find_resume(self.exp)
@@ -62,7 +63,9 @@ class ModelTrainer:
         self.resume_path = existing
         if existing is None:
             return None
-        return ckpt_mod.load_checkpoint(existing, expect_config=self.plain_cfg, compare_keys=compare_keys)
+        return ckpt_mod.load_checkpoint(
+            existing, expect_config=self.plain_cfg, compare_keys=compare_keys, ignore_keys=ignore
+        )
 
     def init_from(self) -> None:
         """Warm start a fresh run from ``--init-from`` (call after building ``self.model``): load model weights from

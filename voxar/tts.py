@@ -178,7 +178,9 @@ class TTS:
         :class:`~voxar.models.heads.HeadConfig`)."""
         if mode is None:
             return
-        if mode not in ("patch", "utterance"):
+        from voxar.models.heads import NOISE_MODES
+
+        if mode not in NOISE_MODES:
             raise VoxarConfigError(f"noise must be 'patch' or 'utterance', got {mode!r}")
         for head in self.model.heads().values():
             head.cfg.noise = mode  # type: ignore[assignment]

@@ -56,13 +56,7 @@ def _model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     data = TTSData(args.dump, tts.tokenizer, train_cfg)
     if args.utts:
         keep = set(Path(args.utts).read_text(encoding="utf-8").split())
-        idx = [i for i, e in enumerate(data.ds.entries) if str(e["utt"]) in keep]
-        data.ds.entries = [data.ds.entries[i] for i in idx]
-        data.ids = [data.ids[i] for i in idx]
-        data.ptrs = [data.ptrs[i] for i in idx]
-        data.by_spk = {}
-        for i, e in enumerate(data.ds.entries):
-            data.by_spk.setdefault(str(e.get("spk", "")), []).append(i)
+        data.subset([i for i, e in enumerate(data.ds.entries) if str(e["utt"]) in keep])
     return tts, data
 
 
@@ -70,8 +64,6 @@ def gta_mel(tts: Any, data: Any, i: int, head: Any, steps: int | None, seed: int
     """Raw log-mel ``(n_mels, T)`` of item ``i`` along its aligned pointer (T = the recording's frames)."""
     import numpy as np
     import torch
-
-    from voxar.models.heads import utterance_noise
 
     lm, dev = tts.model.lm, tts.device
     rng = np.random.default_rng([seed, i])
@@ -87,18 +79,16 @@ def gta_mel(tts: Any, data: Any, i: int, head: Any, steps: int | None, seed: int
     )  # fmt: skip
     h = out["h"][0]  # (N, D)
     gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + i)
-    noise = None
-    if head.cfg.noise == "utterance":
-        noise = utterance_noise(gen, 1, lm.cfg.patch_dim, dev).expand(h.shape[0], -1)
+    noise = head.generation_noise(gen, 1, dev)  # (1, F) shared by every patch, or None
     k = head.cfg.history
     if k == 0:  # every patch at once
-        x = head.sample_patch(h, None, steps, None, gen, noise)  # (N, F)
+        x = head.sample_patch(h, None, steps, None, gen, None if noise is None else noise.expand(h.shape[0], -1))
     else:  # the head reads its own previous patches: one after the other, as in decoding
         from voxar.models.heads import history_push
 
         hist, rows = h.new_zeros(1, k * lm.cfg.patch_dim), []
         for j in range(h.shape[0]):
-            rows.append(head.sample_patch(h[j : j + 1], hist, steps, None, gen, None if noise is None else noise[:1]))
+            rows.append(head.sample_patch(h[j : j + 1], hist, steps, None, gen, noise))
             hist = history_push(hist, rows[-1])
         x = torch.cat(rows)  # (N, F)
     return lm.unpatchify(x[None])[0, :, : mel.shape[-1]].float().cpu().contiguous()  # (1, N, F) -> (M, T)

@@ -212,6 +212,17 @@ class TTSData:
         self.phones = [self.phones[i] for i in keep]
         return ptrs
 
+    def subset(self, indices: list[int]) -> None:
+        """Keep items ``indices`` only: every per-item list and the speaker index follow."""
+        self.ds.entries = [self.ds.entries[i] for i in indices]
+        self.ids = [self.ids[i] for i in indices]
+        self.phones = [self.phones[i] for i in indices]
+        if self.ptrs is not None:
+            self.ptrs = [self.ptrs[i] for i in indices]
+        self.by_spk = {}
+        for i, e in enumerate(self.ds.entries):
+            self.by_spk.setdefault(str(e.get("spk", "")), []).append(i)
+
     @staticmethod
     def _encode_all(tokenizer: Any, texts: list[str], where: Any) -> list[list[int] | None]:
         from voxar.errors import VoxarTextError

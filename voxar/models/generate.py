@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from voxar.models.heads import FlowHead, history_push, length_limits, stop_now, utterance_noise
+from voxar.models.heads import FlowHead, history_push, length_limits, stop_now
 from voxar.models.lm import PatchLM
 
 
@@ -46,7 +46,7 @@ def stream(
     :class:`~voxar.models.static_decode.StaticDecoder`, LM chunk size 1, same patches to float tolerance) or
     ``"cuda-graph"`` (its step replayed as a CUDA graph; CUDA only). A text-pointer LM (``lm.pointer``) also ends
     an item once its pointer has stood past the last phone for ``pointer_tail`` patches (trailing silence).
-    A head with ``noise: utterance`` starts every patch from one noise (:func:`~voxar.models.heads.utterance_noise`).
+    A head with ``noise: utterance`` starts every patch from one noise (:meth:`FlowHead.generation_noise`).
     """
     chunk = chunk_size or lm.cfg.chunk_size
     h, state = lm.prefill(text_ids, text_lens, chunk_size=chunk, **conditioning)
@@ -71,7 +71,7 @@ def stream(
     ends = torch.zeros(b, dtype=torch.long, device=h.device)
     tail = torch.zeros(b, dtype=torch.long, device=h.device)  # patches generated with the pointer past the text
     pending: list[torch.Tensor] = []
-    noise = utterance_noise(generator, b, f, h.device) if head.cfg.noise == "utterance" else None  # (B, F)
+    noise = head.generation_noise(generator, b, h.device)  # (B, F) shared by every patch, or None
     n = 0
     while True:
         x = head.sample_patch(h, hist if k else None, steps, cfg_scale, generator, noise)

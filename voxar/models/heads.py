@@ -53,6 +53,9 @@ from voxar.errors import VoxarConfigError
 log = logging.getLogger(__name__)
 
 
+NOISE_MODES = ("patch", "utterance")  # HeadConfig.noise
+
+
 @dataclass
 class HeadConfig:
     """Flow head hyperparameters (defaults: ``tiny`` for the 16k mel preset, P = 4). See :data:`HEAD_SIZES`.
@@ -123,7 +126,7 @@ class HeadConfig:
                 raise VoxarConfigError(f"{where}: {key} must be in [0, 1], got {getattr(self, key)}")
         if not 0.0 <= self.temperature <= 2.0:
             raise VoxarConfigError(f"{where}: temperature must be in [0, 2], got {self.temperature!r}")
-        if self.noise not in ("patch", "utterance"):
+        if self.noise not in NOISE_MODES:
             raise VoxarConfigError(f"{where}: noise must be 'patch' or 'utterance', got {self.noise!r}")
         if self.mf_schedule is not None:
             s = list(self.mf_schedule)
@@ -438,6 +441,15 @@ class FlowHead(nn.Module):
         both = self(z.repeat(2, 1), t.repeat(2), r.repeat(2), h.repeat(2, 1), hist2, drop)  # (2N, F)
         u_c, u_u = both[:n], both[n:]
         return u_u + cfg_scale * (u_c - u_u)
+
+    def generation_noise(
+        self, generator: torch.Generator | None, n: int, device: torch.device | str | None = None
+    ) -> torch.Tensor | None:
+        """The starting noise ``(n, F)`` every patch of a generation shares (``noise: utterance``,
+        :func:`utterance_noise`), or None when each patch draws its own (``noise: patch``)."""
+        if self.cfg.noise != "utterance":
+            return None
+        return utterance_noise(generator, n, self.cfg.patch_dim, device)
 
     @torch.no_grad()
     def sample_patch(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from voxar.errors import VoxarConfigError
-from voxar.models.heads import history_push, length_limits, stop_now, utterance_noise
+from voxar.models.heads import history_push, length_limits, stop_now
 from voxar.models.lm import PAD, QUERY, LMState, Tokens
 from voxar.modules.attention import KVCache
 
@@ -211,9 +211,7 @@ class ContinuousBatcher:
         pointer = None
         if st.ptr_slots is not None:
             pointer = _Pointer(st.ptr, st.ptr_acc, st.ptr_n, st.ptr_slots, st.ptr_ids, st.ptr_table)
-        noise = None
-        if self.head.cfg.noise == "utterance":
-            noise = utterance_noise(req.generator, 1, f, dev)
+        noise = self.head.generation_noise(req.generator, 1, dev)
         self.slots.append(_Slot(req, st.n_query, 0, min_len, max_len, hist, voc, [], pointer=pointer, noise=noise))
         self.state = _merge(self.state, st)
         self.h = h if self.h is None else torch.cat([self.h, h], dim=0)

@@ -303,7 +303,8 @@ def check_config_match(
     ``keys`` (None compares everything), except the dotted keys in ``ignore`` (settings that do not change training,
     e.g. a head's sampling temperature, absent from older checkpoints too). Differences elsewhere (e.g.
     ``max_steps``) are only logged."""
-    diff = [k for k in config_diff(saved, current, keys) if k not in set(ignore)]
+    skip = set(ignore)
+    diff = [k for k in config_diff(saved, current, keys) if k not in skip]
     if diff:
         a, b = _flatten(saved), _flatten(current)
         shown = ", ".join(f"{k} (checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r})" for k in diff[:8])

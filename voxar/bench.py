@@ -158,6 +158,7 @@ def tts(
     decode: str = typer.Option(
         "dynamic", "--decode", help="LM stepping: dynamic, static (fixed-shape KV cache) or cuda-graph (single stream)."
     ),
+    quantize: str = typer.Option("none", "--quantize", help="none, or int8 flow-head weights (CPU)."),
     threads: int = typer.Option(0, help="torch threads (0 = 1 on CPU, torch's default on CUDA)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write JSON here instead of stdout."),
 ) -> None:
@@ -174,7 +175,7 @@ def tts(
     result = run_bench(
         model, size, device, streams, threads, vocoder, seconds=seconds, repeats=repeats, rounds=rounds,
         first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, overlap=overlap, autocast=autocast,
-        decode=decode,
+        decode=decode, quantize=quantize,
     )  # fmt: skip
     write_result(result, output)
 

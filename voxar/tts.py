@@ -129,6 +129,7 @@ class TTS:
         self.device = torch.device(device)
         self.mel_cfg = MelConfig.preset(self.cfg.preset)
         self.decode: Literal["dynamic", "static", "cuda-graph"] = "dynamic"
+        self.quantize = "none"
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, vocoder: Any = None, device: str | torch.device = "cpu") -> TTS:
@@ -161,6 +162,23 @@ class TTS:
         if mode == "cuda-graph" and self.device.type != "cuda":
             raise VoxarConfigError(f"decode mode 'cuda-graph' needs a CUDA device, the model is on {self.device}")
         self.decode = mode  # type: ignore[assignment]
+
+    def set_quantize(self, mode: str | None) -> None:
+        """``"int8"``: replace the flow heads' linear layers by int8 ones for faster CPU decoding (see
+        :mod:`voxar.models.quantize`; about 2x on the FM head, slightly different audio); ``"none"`` / None: keep
+        the model as loaded. One-way (reload the model to undo); CPU only."""
+        from voxar.models.quantize import check_mode, quantize_int8
+
+        if mode is None or check_mode(mode) == self.quantize:
+            return
+        if mode == "none":
+            raise VoxarConfigError("the heads are already quantized; load the model again for full precision")
+        if self.device.type != "cpu":
+            raise VoxarConfigError(f"--quantize int8 is for CPU inference; the model is on {self.device}")
+        self.model.fm_head = quantize_int8(self.model.fm_head)
+        if self.model.mf_head is not None:
+            self.model.mf_head = quantize_int8(self.model.mf_head)
+        self.quantize = mode
 
     def set_temperature(self, temperature: float | None) -> None:
         """Scale of the heads' starting noise for later generations (None: keep the model's; see
@@ -199,6 +217,8 @@ class TTS:
 
         from voxar.models.modeldir import save_model_dir
 
+        if self.quantize != "none":
+            raise VoxarConfigError("a quantized model cannot be saved as a model directory; save it unquantized")
         tok = json.dumps(self.tokenizer.to_dict(), ensure_ascii=False, indent=1)
         model = self.model.cpu()
         try:

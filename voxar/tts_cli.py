@@ -90,6 +90,13 @@ def tts_command(
             "detail). Default: the model's.",
         ),
     ] = None,
+    quantize: Annotated[
+        str,
+        typer.Option(
+            "--quantize",
+            help="none, or int8: int8 flow-head weights for faster CPU decoding (about 2x on the FM head).",
+        ),
+    ] = "none",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")] = "cpu",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: torch's default).")] = 0,
     stream: Annotated[
@@ -116,6 +123,9 @@ def tts_command(
         head = "mf" if stream or play else "fm"
     if head not in ("fm", "mf"):
         raise VoxarConfigError(f"--head: expected 'fm' or 'mf', got {head!r}")
+    from voxar.models.quantize import check_mode
+
+    check_mode(quantize)
     if output is None and not play:
         raise VoxarError("give -o FILE, -o - (stdout) or --play")
     if fmt not in ("wav", "raw"):
@@ -140,7 +150,8 @@ def tts_command(
             raise VoxarTextError("no --text given and nothing on stdin")
         if streaming:  # read incrementally: speak segment by segment as the text arrives
             return _stream(None, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device,
-                           threads, play, output_device, fmt, first_chunk, chunk, temperature, noise)  # fmt: skip
+                           threads, play, output_device, fmt, first_chunk, chunk, temperature, noise,
+                           quantize)  # fmt: skip
         text = sys.stdin.read()
     if not text.strip():
         raise VoxarTextError("text is empty or whitespace only; nothing to speak")
@@ -160,7 +171,7 @@ def tts_command(
 
     if streaming:
         return _stream(text, output, prompt, prompt_text, model, vocoder, head, steps, cfg, seed, device, threads,
-                       play, output_device, fmt, first_chunk, chunk, temperature, noise)  # fmt: skip
+                       play, output_device, fmt, first_chunk, chunk, temperature, noise, quantize)  # fmt: skip
 
     import torch
 
@@ -173,6 +184,7 @@ def tts_command(
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
     tts.set_temperature(temperature)
     tts.set_noise(noise)
+    tts.set_quantize(quantize)
     mode = "no prompt" if prompt is None else ("prompt continuation" if prompt_text else "reference encoder")
     log.info("synthesising %d characters with %s (%s head, %s)", len(text), model, head, mode)
     t0 = time.perf_counter()
@@ -210,6 +222,7 @@ def _stream(
     chunk: int,
     temperature: float | None = None,
     noise: str | None = None,
+    quantize: str = "none",
 ) -> None:
     """The streaming path of ``voxar tts``: engine -> sinks, one line per chunk at ``-v``."""
     import torch
@@ -230,6 +243,7 @@ def _stream(
     tts = TTS.from_pretrained(model, vocoder=vocoder, device=dev)
     tts.set_temperature(temperature)
     tts.set_noise(noise)
+    tts.set_quantize(quantize)
     engine = StreamingTTS(
         tts,
         StreamConfig(first_chunk=first_chunk, chunk=chunk, head=head, steps=steps, cfg=cfg, seed=seed),  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ Usage::
     python -m voxar.bin.decode_tts --model exp/tts_tiny/model --vocoder exp/vocoder_tiny/model --data data/test \\
         --out exp/tts_tiny/decode_test [--prompt-data data/train] [--max-utts N] [--part K --parts N] \\
         [--head fm|mf] [--steps S] [--cfg X] [--seed S] [--temperature T] [--noise patch|utterance] \\
-        [--[no-]feedback] [--continuation] [--max-seconds S] [--device cpu|cuda] [--threads T]
+        [--quantize none|int8] [--[no-]feedback] [--continuation] [--max-seconds S] [--device cpu|cuda] [--threads T]
 
 For each utterance of the Kaldi directory ``--data`` (``wav.scp``, ``text``, ``utt2spk``; ``utt2dur`` is used when
 present) the model speaks its ``text`` in the voice of a *prompt*: another recording of the same speaker, chosen
@@ -215,6 +215,7 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
     tts = TTS.from_pretrained(args.model, vocoder=args.vocoder, device=args.device)
     tts.set_temperature(args.temperature)
     tts.set_noise(args.noise)
+    tts.set_quantize(args.quantize)
     if args.feedback is not None:
         tts.set_feedback(args.feedback)
     (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -245,6 +246,7 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
         "utterances": len(rows), "failed": failed, "audio_seconds": round(audio_s, 3),
         "compute_seconds": round(compute_s, 3), "rtf": round(compute_s / audio_s, 4) if audio_s else None,
         "head": args.head, "steps": args.steps, "temperature": args.temperature, "noise": args.noise,
+        "quantize": args.quantize,
         "feedback": bool(tts.model.lm.feedback), "continuation": args.continuation,
         "max_seconds": args.max_seconds,
         "device": args.device,
@@ -276,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="sampling noise scale, 0-2 (default: the model's)")
     p.add_argument("--noise", choices=["patch", "utterance"], default=None,
                    help="starting noise per patch or one per utterance (default: the model's)")  # fmt: skip
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="int8: int8 flow-head weights (faster on CPU; see voxar.models.quantize)")  # fmt: skip
     p.add_argument(
         "--feedback", action=argparse.BooleanOptionalAction, default=None,
         help="read generated patches back (--no-feedback: text-pointer LMs only; default: the model's setting)",

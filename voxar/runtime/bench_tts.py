@@ -269,6 +269,10 @@ def run_bench(
     tts = load_or_build(model, size, dev, vocoder)
     decode = kwargs.pop("decode", "dynamic")
     tts.set_decode(decode)
+    lm_params = sum(p.numel() for p in tts.model.lm.parameters())  # counted before quantization packs them
+    head_params = sum(p.numel() for p in tts.model.head(kwargs.get("head", "mf")).parameters())
+    quantize = kwargs.pop("quantize", "none")
+    tts.set_quantize(quantize)
     if streams > 1 and decode != "dynamic":
         raise VoxarConfigError("--decode static/cuda-graph is for a single stream (--streams 1)")
     if dev.type == "cuda":
@@ -283,8 +287,6 @@ def run_bench(
         kwargs.pop("rounds", None)
         result = bench_single(tts, **kwargs)
         result["profile"] = profile_components(tts, kwargs.get("head", "mf"), kwargs.get("steps"))
-    lm_params = sum(p.numel() for p in tts.model.lm.parameters())
-    head_params = sum(p.numel() for p in tts.model.head(kwargs.get("head", "mf")).parameters())
     voc_params = sum(p.numel() for p in tts.vocoder.parameters())
     return {
         "benchmark": "tts",
@@ -294,6 +296,7 @@ def run_bench(
         "steps": kwargs.get("steps"),
         "autocast": kwargs.get("autocast"),
         "decode": decode,
+        "quantize": quantize,
         **result,
         "torch_threads": torch.get_num_threads(),
         "load_avg_before": load_before,

@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 EXTRAS ?= dev,live,eval,train
 APT_PACKAGES := espeak-ng flite libportaudio2 libsndfile1 sox
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (0: one process); --dist loadfile keeps a file's module fixtures in one worker.
+PYTEST_WORKERS ?= 2
 comma := ,
 
 .PHONY: help install sysdeps test lint format bench demo clean gpu-wheels
@@ -37,7 +39,7 @@ install: sysdeps $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 # pytest exits 5 when it collects no test: that is a failure of the suite, not a pass, and says so.
 test: install
-	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 lint: install

@@ -11,6 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` runs the suite on pytest-xdist workers (one per core). Each worker, and every subprocess it starts,
+# keeps to one intra-op torch thread: two workers with two spinning OpenMP threads each would oversubscribe 2 cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def run_voxar(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 120):
     """Run ``python -m voxar ARGS`` in a subprocess; returns the CompletedProcess (bytes stdout/stderr)."""

@@ -134,6 +134,26 @@ def test_utterance_ids_and_jitter():
         assert (v.engine, v.voice, v.variant) == (spk.voice.engine, spk.voice.voice, spk.voice.variant)
 
 
+def test_large_size_extends_full_without_changing_it():
+    """``--size large`` = ``full`` (same speakers, dev/test and train utterances: ids, texts, voices) plus more train
+    utterances per train speaker, on sentences no other split uses."""
+    from voxar.corpus.build import SIZES, plan_corpus
+
+    spk_full, full = plan_corpus("full", seed=0)
+    spk_large, large = plan_corpus("large", seed=0)
+    assert spk_full == spk_large
+    by_id = {u.utt_id: u for u in large}
+    assert all(by_id.get(u.utt_id) == u for u in full)  # every full utterance unchanged (same audio fingerprint)
+    extra = [u for u in large if u.utt_id not in {f.utt_id for f in full}]
+    train_spk = {u.speaker.spk_id for u in full if u.split == "train"}
+    assert len(extra) == len(train_spk) * SIZES["large"].extra_train_utts
+    assert {u.split for u in extra} == {"train"} and {u.speaker.spk_id for u in extra} == train_spk
+    eval_texts = {u.spoken for u in large if u.split != "train"}
+    assert not eval_texts & {u.spoken for u in extra}
+    assert len({u.spoken for u in large if u.split == "train"}) == sum(u.split == "train" for u in large)
+    assert len(by_id) == len(large)  # unique ids
+
+
 def test_check_plan_rejects_prefix_ids():
     plan = make_speaker_plan(2, seed=0)
     bad = [plan[0], dataclasses.replace(plan[1], spk_id=plan[0].spk_id + "b")]

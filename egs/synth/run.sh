@@ -20,7 +20,7 @@ log() {
 stage=1            # first stage to run
 stop_stage=9       # last stage to run
 nj=2               # parallel jobs: synthesis processes, feature-dump workers, decoding jobs
-size=tiny          # tiny (~2.5 min, 8 speakers, CI) or full (~3.3 h, 78 speakers)
+size=tiny          # tiny (~2.5 min, 8 speakers, CI), full (~3.3 h, 78 speakers) or large (full + ~5 h more train)
 seed=0             # seed of sentences, speakers and prosody
 layout=kaldi       # kaldi, or libritts to also write a LibriTTS-layout copy (24 kHz)
 datadir=data       # Kaldi data dirs go to ${datadir}/{train,dev,test}
@@ -62,7 +62,7 @@ Builds the synthetic corpus (stage 1) and trains on it (stages 2-9). Options (de
   --stage N               first stage [${stage}]
   --stop_stage N          last stage [${stop_stage}]; stages 1-9
   --nj N                  parallel jobs (synthesis, feature dumps, decoding) [${nj}]
-  --size tiny|full        corpus size [${size}]
+  --size tiny|full|large  corpus size [${size}]
   --seed N                random seed [${seed}]
   --layout kaldi|libritts also write the LibriTTS layout [${layout}]
   --datadir DIR           Kaldi data dirs [${datadir}]

@@ -51,6 +51,9 @@ class CorpusSize:
 
     ``train_speakers`` read ``train_utts`` each; ``unseen_dev``/``unseen_test`` new speakers read ``unseen_utts``
     each in dev/test; ``seen_eval`` train speakers read ``seen_utts`` new sentences each in dev and in test.
+    ``extra_train_utts`` more train utterances per train speaker come from sentences after the dev/test ones, so a
+    bigger size keeps the smaller size's speakers, dev/test sets and train utterances (same ids, same audio) and
+    only adds to them.
     """
 
     train_speakers: int
@@ -60,6 +63,7 @@ class CorpusSize:
     unseen_utts: int
     seen_eval: int
     seen_utts: int
+    extra_train_utts: int = 0
 
     @property
     def n_speakers(self) -> int:
@@ -73,6 +77,9 @@ SIZES: dict[str, CorpusSize] = {
     # 78 speakers, ~3430 utterances, ~3.4 hours.
     "full": CorpusSize(train_speakers=70, train_utts=45, unseen_dev=4, unseen_test=4, unseen_utts=25, seen_eval=10,
                        seen_utts=4),
+    # "full" plus 75 more train utterances per train speaker: ~8650 utterances, ~8.5 hours (dev/test as "full").
+    "large": CorpusSize(train_speakers=70, train_utts=45, unseen_dev=4, unseen_test=4, unseen_utts=25, seen_eval=10,
+                        seen_utts=4, extra_train_utts=75),
 }  # fmt: skip
 
 
@@ -123,17 +130,18 @@ def plan_corpus(size: str | CorpusSize = "tiny", seed: int = 0) -> tuple[list[Sp
         "train": cs.train_speakers * cs.train_utts,
         "dev": len(unseen["dev"]) * cs.unseen_utts + len(seen["dev"]) * cs.seen_utts,
         "test": len(unseen["test"]) * cs.unseen_utts + len(seen["test"]) * cs.seen_utts,
+        "train_extra": cs.train_speakers * cs.extra_train_utts,  # after dev/test: smaller sizes stay a prefix
     }
     texts = {k: iter(v) for k, v in split_sentences(counts, seed).items()}
     next_index: dict[str, int] = {}
     utts: list[Utterance] = []
 
-    def add(split: str, spk: SpeakerSpec, n: int) -> None:
+    def add(split: str, spk: SpeakerSpec, n: int, source: str | None = None) -> None:
         for _ in range(n):
             k = next_index.get(spk.spk_id, 0)
             next_index[spk.spk_id] = k + 1
             uid = utterance_id(spk.spk_id, k)
-            sent = next(texts[split])
+            sent = next(texts[source or split])
             voice = utterance_voice(spk, utt_seed(seed, uid))
             utts.append(Utterance(uid, split, spk, voice, sent.original, sent.spoken))
 
@@ -144,6 +152,8 @@ def plan_corpus(size: str | CorpusSize = "tiny", seed: int = 0) -> tuple[list[Sp
             add(split, spk, cs.unseen_utts)
         for spk in seen[split]:
             add(split, spk, cs.seen_utts)
+    for spk in train_spk:  # numbered after the speaker's dev/test utterances: the smaller size's ids are unchanged
+        add("train", spk, cs.extra_train_utts, source="train_extra")
     return speakers, utts
 
 

@@ -19,7 +19,7 @@ libritts_dir=""
 sim=true
 max_utts_per_spk=8
 
-usage="Usage: $0 [--size tiny|full] [--seed N] [--nj N] [--layout kaldi|libritts] [--datadir DIR] [--wavdir DIR]
+usage="Usage: $0 [--size tiny|full|large] [--seed N] [--nj N] [--layout kaldi|libritts] [--datadir DIR] [--wavdir DIR]
        [--expdir DIR] [--libritts_dir DIR] [--sim true|false] [--max_utts_per_spk N]"
 
 . ./path.sh

@@ -129,7 +129,6 @@ class TTS:
         self.device = torch.device(device)
         self.mel_cfg = MelConfig.preset(self.cfg.preset)
         self.decode: Literal["dynamic", "static", "cuda-graph"] = "dynamic"
-        self.quantize = "none"
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, vocoder: Any = None, device: str | torch.device = "cpu") -> TTS:
@@ -163,6 +162,13 @@ class TTS:
             raise VoxarConfigError(f"decode mode 'cuda-graph' needs a CUDA device, the model is on {self.device}")
         self.decode = mode  # type: ignore[assignment]
 
+    @property
+    def quantize(self) -> str:
+        """``"int8"`` once :meth:`set_quantize` packed the flow heads, else ``"none"`` (read off the heads)."""
+        from voxar.models.quantize import is_quantized
+
+        return "int8" if is_quantized(self.model.fm_head) else "none"
+
     def set_quantize(self, mode: str | None) -> None:
         """``"int8"``: replace the flow heads' linear layers by int8 ones for faster CPU decoding (see
         :mod:`voxar.models.quantize`; about 2x on the FM head, slightly different audio); ``"none"`` / None: keep
@@ -178,7 +184,6 @@ class TTS:
         self.model.fm_head = quantize_int8(self.model.fm_head)
         if self.model.mf_head is not None:
             self.model.mf_head = quantize_int8(self.model.mf_head)
-        self.quantize = mode
 
     def set_temperature(self, temperature: float | None) -> None:
         """Scale of the heads' starting noise for later generations (None: keep the model's; see

@@ -230,3 +230,42 @@ def test_feedback_off_needs_a_text_pointer_lm(tts):
         tts.set_feedback(False)
     tts.set_feedback(True)  # the default, always allowed
     assert tts.model.lm.feedback
+
+
+def test_default_head_comes_from_the_model_directory(paths, prompt, tmp_path):
+    """``default_head`` in config.yaml picks the head when none is named (API, CLI and its log); bad values are
+    config errors."""
+    import yaml
+
+    from voxar.models.tts_model import TTSModelConfig
+    from voxar.tts import TTS
+
+    d = tmp_path / "mf_default"
+    shutil.copytree(paths["model"], d)
+    header = yaml.safe_load((d / "config.yaml").read_text())
+    assert header["config"]["default_head"] == "fm"  # what training writes
+    header["config"]["default_head"] = "mf"
+    (d / "config.yaml").write_text(yaml.safe_dump(header))
+    tts = TTS.from_pretrained(d, vocoder=GriffinLimVocoder(MelConfig_16k(), n_iter=4))
+    assert tts.default_head == "mf"
+    unnamed, _ = tts.synthesize(TEXT, prompt, seed=5)
+    mf, _ = tts.synthesize(TEXT, prompt, head="mf", seed=5)
+    fm, _ = tts.synthesize(TEXT, prompt, head="fm", steps=2, seed=5)
+    np.testing.assert_array_equal(unnamed, mf)
+    assert len(unnamed) != len(fm) or not np.array_equal(unnamed, fm)
+    r = run_voxar(
+        "-v", "tts", "--text", TEXT, "--prompt", str(prompt), "--model", str(d), "--vocoder", "griffin-lim",
+        "--threads", "1", "-o", str(tmp_path / "out.wav"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert "(mf head" in r.stderr.decode()
+    with pytest.raises(VoxarConfigError, match="default_head"):
+        TTSModelConfig(**{**TTSModelConfig().__dict__, "default_head": "xx"})
+    with pytest.raises(VoxarConfigError, match="mf_head"):
+        TTSModelConfig(**{**TTSModelConfig().__dict__, "default_head": "mf", "mf_head": None})
+
+
+def MelConfig_16k():
+    from voxar.audio import MelConfig
+
+    return MelConfig.preset("16k")

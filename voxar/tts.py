@@ -163,6 +163,12 @@ class TTS:
         self.decode = mode  # type: ignore[assignment]
 
     @property
+    def default_head(self) -> str:
+        """The head used when none is named: the model directory's ``default_head`` (``"fm"`` unless its
+        evaluation found the one-step MF head better)."""
+        return self.cfg.default_head
+
+    @property
     def quantize(self) -> str:
         """``"int8"`` once :meth:`set_quantize` packed the flow heads, else ``"none"`` (read off the heads)."""
         from voxar.models.quantize import is_quantized
@@ -357,14 +363,14 @@ class TTS:
         text: str,
         prompt_wav: Any,
         prompt_text: str | None,
-        head: Literal["fm", "mf"],
+        head: Literal["fm", "mf"] | None,
         steps: int | None,
         cfg: float | None,
         seed: int,
         chunk_size: int | None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """``(sentence index, raw log-mel chunk (M, n))`` step by step, sentence after sentence."""
-        flow_head = self.model.head(head)
+        flow_head = self.model.head(head or self.default_head)
         encoded = self.encode_sentences(text)
         cond, prefix = self._conditioning(prompt_wav, prompt_text)
         gen = torch.Generator(self.device).manual_seed(int(seed))
@@ -380,7 +386,7 @@ class TTS:
         prompt_wav: str | Path | np.ndarray | None = None,
         prompt_text: str | None = None,
         *,
-        head: Literal["fm", "mf"] = "fm",
+        head: Literal["fm", "mf"] | None = None,
         steps: int | None = None,
         cfg: float | None = None,
         seed: int = 0,
@@ -405,7 +411,7 @@ class TTS:
         prompt_wav: str | Path | np.ndarray | None = None,
         prompt_text: str | None = None,
         *,
-        head: Literal["fm", "mf"] = "fm",
+        head: Literal["fm", "mf"] | None = None,
         steps: int | None = None,
         cfg: float | None = None,
         seed: int = 0,
@@ -433,7 +439,7 @@ class TTS:
         prompt_wav: str | Path | np.ndarray | None = None,
         prompt_text: str | None = None,
         *,
-        head: Literal["fm", "mf"] = "fm",
+        head: Literal["fm", "mf"] | None = None,
         steps: int | None = None,
         cfg: float | None = None,
         seed: int = 0,
@@ -443,7 +449,7 @@ class TTS:
 
         ``prompt_wav``: a file or a waveform at :attr:`sample_rate` (None: the average voice); ``prompt_text``:
         its transcript (prompt continuation), or None (reference-encoder conditioning). ``head``: ``"fm"`` or
-        ``"mf"``; ``steps``/``cfg``: sampling steps and guidance scale (None: the head's defaults); ``seed`` makes
+        ``"mf"`` (None: :attr:`default_head`); ``steps``/``cfg``: sampling steps and guidance scale (None: the head's defaults); ``seed`` makes
         the result reproducible; ``chunk_size``: LM emission chunk in patches (None: the model's).
         """
         mels = self.synthesize_mels(

@@ -65,8 +65,9 @@ def tts_command(
         str | None,
         typer.Option(
             "--head",
-            help="Generative head: fm (flow matching) or mf (mean flow; one step). Default: fm, with --stream/--play "
-            "mf (real time on 2 CPU cores; FM 8 steps is not).",
+            help="Generative head: fm (flow matching) or mf (mean flow; one step). Default: the model's default_head "
+            "(config.yaml; the embedded model's is mf), with --stream/--play mf (real time on 2 CPU cores; FM 8 "
+            "steps is not).",
         ),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the head's).")] = None,
@@ -119,9 +120,9 @@ def tts_command(
     """
     from voxar.errors import VoxarAudioError, VoxarConfigError, VoxarError, VoxarTextError
 
-    if head is None:
-        head = "mf" if stream or play else "fm"
-    if head not in ("fm", "mf"):
+    if head is None and (stream or play):
+        head = "mf"
+    if head not in (None, "fm", "mf"):
         raise VoxarConfigError(f"--head: expected 'fm' or 'mf', got {head!r}")
     from voxar.models.quantize import check_mode
 
@@ -186,6 +187,7 @@ def tts_command(
     tts.set_noise(noise)
     tts.set_quantize(quantize)
     mode = "no prompt" if prompt is None else ("prompt continuation" if prompt_text else "reference encoder")
+    head = head or tts.default_head
     log.info("synthesising %d characters with %s (%s head, %s)", len(text), model, head, mode)
     t0 = time.perf_counter()
     wav, sr = tts.synthesize(text, prompt, prompt_text, head=head, steps=steps, cfg=cfg, seed=seed)  # type: ignore[arg-type]

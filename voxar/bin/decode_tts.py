@@ -245,7 +245,7 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
     stats = {
         "utterances": len(rows), "failed": failed, "audio_seconds": round(audio_s, 3),
         "compute_seconds": round(compute_s, 3), "rtf": round(compute_s / audio_s, 4) if audio_s else None,
-        "head": args.head, "steps": args.steps, "temperature": args.temperature, "noise": args.noise,
+        "head": args.head or tts.default_head, "steps": args.steps, "temperature": args.temperature, "noise": args.noise,
         "quantize": args.quantize,
         "feedback": bool(tts.model.lm.feedback), "continuation": args.continuation,
         "max_seconds": args.max_seconds,
@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-prompt-seconds", type=float, default=1.0, help="shortest prompt (default: 1.0)")
     p.add_argument("--max-prompt-seconds", type=float, default=20.0, help="longest prompt (default: 20)")
     p.add_argument("--continuation", action="store_true", help="pass the prompt's transcript (prompt continuation)")
-    p.add_argument("--head", default="fm", choices=["fm", "mf"], help="generative head (default: fm)")
+    p.add_argument(
+        "--head", default=None, choices=["fm", "mf"], help="generative head (default: the model's default_head)"
+    )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the head's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the head's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

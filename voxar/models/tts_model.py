@@ -33,12 +33,19 @@ class TTSModelConfig:
     mf_head: HeadConfig | None = field(default_factory=default_mf_head)
     tokenizer: dict[str, Any] = field(default_factory=dict)
     feedback: bool = True  # decoding default: read generated patches back (False: text-pointer LMs only)
+    # head that offline synthesis uses when none is named (streaming defaults to mf): the one the model's evaluation
+    # found best ("mf" needs mf_head)
+    default_head: str = "fm"
 
     def __post_init__(self) -> None:
         from voxar.audio import MelConfig
 
         if not self.feedback and not self.lm.pointer:
             raise VoxarConfigError("TTS config: feedback: false needs a text-pointer LM (lm.pointer: true)")
+        if self.default_head not in ("fm", "mf"):
+            raise VoxarConfigError(f"TTS config: default_head must be 'fm' or 'mf', got {self.default_head!r}")
+        if self.default_head == "mf" and self.mf_head is None:
+            raise VoxarConfigError("TTS config: default_head: mf needs an mf_head")
 
         mel = MelConfig.preset(self.preset)
         if mel.n_mels != self.lm.n_mels:

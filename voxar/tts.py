@@ -449,8 +449,9 @@ class TTS:
 
         ``prompt_wav``: a file or a waveform at :attr:`sample_rate` (None: the average voice); ``prompt_text``:
         its transcript (prompt continuation), or None (reference-encoder conditioning). ``head``: ``"fm"`` or
-        ``"mf"`` (None: :attr:`default_head`); ``steps``/``cfg``: sampling steps and guidance scale (None: the head's defaults); ``seed`` makes
-        the result reproducible; ``chunk_size``: LM emission chunk in patches (None: the model's).
+        ``"mf"`` (None: :attr:`default_head`); ``steps``/``cfg``: sampling steps and guidance scale (None: the
+        head's defaults); ``seed`` makes the result reproducible; ``chunk_size``: LM emission chunk in patches
+        (None: the model's).
         """
         mels = self.synthesize_mels(
             text, prompt_wav, prompt_text, head=head, steps=steps, cfg=cfg, seed=seed, chunk_size=chunk_size

@@ -245,7 +245,8 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
     stats = {
         "utterances": len(rows), "failed": failed, "audio_seconds": round(audio_s, 3),
         "compute_seconds": round(compute_s, 3), "rtf": round(compute_s / audio_s, 4) if audio_s else None,
-        "head": args.head or tts.default_head, "steps": args.steps, "temperature": args.temperature, "noise": args.noise,
+        "head": args.head or tts.default_head, "steps": args.steps, "temperature": args.temperature,
+        "noise": args.noise,
         "quantize": args.quantize,
         "feedback": bool(tts.model.lm.feedback), "continuation": args.continuation,
         "max_seconds": args.max_seconds,

@@ -237,6 +237,7 @@ def test_default_head_comes_from_the_model_directory(paths, prompt, tmp_path):
     config errors."""
     import yaml
 
+    from voxar.audio import MelConfig
     from voxar.models.tts_model import TTSModelConfig
     from voxar.tts import TTS
 
@@ -246,7 +247,7 @@ def test_default_head_comes_from_the_model_directory(paths, prompt, tmp_path):
     assert header["config"]["default_head"] == "fm"  # what training writes
     header["config"]["default_head"] = "mf"
     (d / "config.yaml").write_text(yaml.safe_dump(header))
-    tts = TTS.from_pretrained(d, vocoder=GriffinLimVocoder(MelConfig_16k(), n_iter=4))
+    tts = TTS.from_pretrained(d, vocoder=GriffinLimVocoder(MelConfig.preset("16k"), n_iter=4))
     assert tts.default_head == "mf"
     unnamed, _ = tts.synthesize(TEXT, prompt, seed=5)
     mf, _ = tts.synthesize(TEXT, prompt, head="mf", seed=5)
@@ -263,9 +264,3 @@ def test_default_head_comes_from_the_model_directory(paths, prompt, tmp_path):
         TTSModelConfig(**{**TTSModelConfig().__dict__, "default_head": "xx"})
     with pytest.raises(VoxarConfigError, match="mf_head"):
         TTSModelConfig(**{**TTSModelConfig().__dict__, "default_head": "mf", "mf_head": None})
-
-
-def MelConfig_16k():
-    from voxar.audio import MelConfig
-
-    return MelConfig.preset("16k")
